@@ -1,0 +1,1 @@
+"""catalog-assets: keeps enterprise learning catalogs in sync with course content."""

@@ -1,0 +1,1 @@
+"""Dagster sensors for catalog-assets (the Kafka content-event sensor lives here)."""
