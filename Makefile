@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format bench
+.PHONY: install run dev test lint format bench
 
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(INSTALLED): pyproject.toml setup.py
 install: $(INSTALLED)
 
 run: install
-	$(BIN)/catalog-assets demo
+	$(BIN)/catalog-assets refresh
+
+# The Dagster UI on the same defaults; instance state in .dagster_home/ (shared with `make run`).
+dev: install
+	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: install
 	$(BIN)/pytest

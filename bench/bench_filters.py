@@ -24,8 +24,9 @@ import sys
 import time
 from importlib import metadata
 
+from catalog_assets.content import content_key_of
 from catalog_assets.filters import evaluate, matches
-from catalog_assets.sample_data import content_key, generate_catalog_queries, generate_content
+from catalog_assets.sample_data import generate_catalog_queries, generate_content
 
 
 def peak_rss_gib() -> float:
@@ -45,7 +46,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, {versions}; {platform.machine()}")
     started = time.perf_counter()
     content = generate_content(args.records, args.seed)
-    records = [{**document, "content_key": content_key(document)} for document in content]
+    records = [{**document, "content_key": content_key_of(document)} for document in content]
     queries = generate_catalog_queries(args.queries, content, args.seed)["catalog_queries"]
     filters = {query["uuid"]: query["content_filter"] for query in queries}
     print(

@@ -3,49 +3,104 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from catalog_assets.filters import InvalidFilter, evaluate, parse
-from catalog_assets.sample_data import (
-    SAMPLE_CONTENT_FILE,
-    SAMPLE_QUERIES_FILE,
-    content_key,
-    load_bundled,
-)
+LOCAL_DAGSTER_HOME = ".dagster_home"
 
 
-def demo(_: argparse.Namespace) -> int:
-    """Evaluate the bundled sample catalog queries over the bundled sample content."""
-    content = load_bundled(SAMPLE_CONTENT_FILE)
-    queries = load_bundled(SAMPLE_QUERIES_FILE)["catalog_queries"]
-    records = [{**document, "content_key": content_key(document)} for document in content]
-    valid, invalid = {}, []
-    for query in queries:
-        try:
-            parse(query["content_filter"])
-        except InvalidFilter as error:
-            invalid.append((query, error))
-        else:
-            valid[query["uuid"]] = query["content_filter"]
-    result = evaluate(valid, records)
-    counts = dict(result.pairs.group_by("query_id").len().iter_rows())
-    print(f"{len(records)} sample records, {len(queries)} sample catalog queries\n")
-    print(f"{'matches':>7}  query")
-    for query in queries:
-        if query["uuid"] in valid:
-            print(f"{counts.get(query['uuid'], 0):>7}  {query['title']} ({query['uuid']})")
-    for query, error in invalid:
-        print(f"{'invalid':>7}  {query['title']} ({query['uuid']}): {error}")
-    for field, keys in result.data_warnings.items():
-        print(f"warning: {len(keys)} records have a non-numeric {field!r}, e.g. {keys[:3]}")
+def _local_instance():
+    """The Dagster instance of ``DAGSTER_HOME``, else a local SQLite one in ./.dagster_home."""
+    import dagster as dg
+
+    home = Path(os.environ.get("DAGSTER_HOME") or LOCAL_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config, project_config = home / "dagster.yaml", Path(__file__).parents[1] / "dagster.yaml"
+    if not config.exists() and project_config.exists():  # the project's local instance config
+        config.write_text(project_config.read_text())
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def refresh(args: argparse.Namespace) -> int:
+    """Run the full_refresh job (on the environment's resources) and print a summary."""
+    from catalog_assets.definitions import defs
+
+    job = defs().resolve_job_def("full_refresh")
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with _local_instance() as instance:
+        result = job.execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+        print(f"full_refresh run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        for event in result.get_asset_materialization_events():
+            metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            shown = {k: v for k, v in metadata.items() if isinstance(v, int | float)}
+            print(f"  {event.asset_key.to_user_string()}: {_inline(shown)}")
+            if "seconds" in metadata:
+                print(f"    seconds: {_inline(metadata['seconds'])}")
+        for evaluation in result.get_asset_check_evaluations():
+            severity = evaluation.severity.value
+            status = "passed" if evaluation.passed else f"did not pass ({severity})"
+            print(f"  check {evaluation.check_name}: {status}")
+        for event in result.all_events:
+            if event.is_step_failure:
+                print(f"  step {event.step_key} failed: {event.step_failure_data.error.message}")
+    return 0 if result.success else 1
+
+
+def _inline(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+LOOKUPS = {
+    "catalogs-for": (
+        "catalogs_for",
+        "content_key",
+        ("catalog_query_uuid", "catalog_query_title", "catalog_uuid", "catalog_title"),
+        "Which enterprise catalogs and catalog queries contain a content key.",
+    ),
+    "contents-of": (
+        "contents_of",
+        "uuid",
+        ("content_key", "content_type", "title", "deleted"),
+        "The content of a catalog query or enterprise catalog (by uuid).",
+    ),
+}
+
+
+def run_lookup(args: argparse.Namespace) -> int:
+    from catalog_assets import lookup
+
+    function, argument, columns, _ = LOOKUPS[args.command]
+    value = getattr(args, argument)
+    rows = getattr(lookup, function)(value)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        _print_rows(rows, columns)
+    else:
+        print(f"Nothing found for {value!r}.")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help=demo.__doc__).set_defaults(handler=demo)
+    commands.add_parser("refresh", help=refresh.__doc__).set_defaults(handler=refresh)
+    for name, (_, argument, _, description) in LOOKUPS.items():
+        command = commands.add_parser(name, help=description)
+        command.add_argument(argument)
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        command.set_defaults(handler=run_lookup)
     return parser
 
 

@@ -206,11 +206,6 @@ def generate_content(n_records: int, seed: int = BUNDLED_SEED) -> list[dict[str,
     return [*courses, *runs, *programs, *pathways][:n_records]
 
 
-def content_key(document: dict[str, Any]) -> str:
-    """A search document's content key: its ``key``, or its ``uuid`` (programs, pathways)."""
-    return document.get("key") or document["uuid"]
-
-
 class _FilterMaker:
     """Builds one random filter in one of the shapes real catalog queries use."""
 

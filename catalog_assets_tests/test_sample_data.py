@@ -2,12 +2,12 @@
 
 from collections import Counter
 
+from catalog_assets.content import content_key_of
 from catalog_assets.filters import InvalidFilter, match_table, parse
 from catalog_assets.sample_data import (
     SAMPLE_CONTENT_FILE,
     SAMPLE_QUERIES_FILE,
     bundled_dataset,
-    content_key,
     generate_catalog_queries,
     generate_content,
     load_bundled,
@@ -34,7 +34,7 @@ def test_bundled_files_are_what_the_generator_makes():
 def test_content_looks_like_search_all_documents():
     content = generate_content(2000, seed=11)
     assert len(content) == 2000
-    keys = [content_key(document) for document in content]
+    keys = [content_key_of(document) for document in content]
     assert len(set(keys)) == len(keys)
     types = Counter(document["content_type"] for document in content)
     assert set(types) == {"course", "courserun", "program", "learnerpathway"}
@@ -72,7 +72,7 @@ def test_queries_are_realistic_and_reference_real_catalogs():
     assert {c["catalog_query_uuid"] for c in payload["enterprise_catalogs"]} == {
         q["uuid"] for q in queries
     }
-    records = [{**d, "content_key": content_key(d)} for d in content]
+    records = [{**d, "content_key": content_key_of(d)} for d in content]
     valid = {q["uuid"]: q["content_filter"] for q in queries if q["uuid"] not in invalid}
     counts = match_table(valid, records).group_by("query_id").len()
     assert counts.height >= len(valid) * 3 // 4  # most queries select something
@@ -81,4 +81,4 @@ def test_queries_are_realistic_and_reference_real_catalogs():
 def test_generator_scales_to_benchmark_size():
     content = generate_content(200_000, seed=1)
     assert len(content) == 200_000
-    assert len({content_key(d) for d in content}) == 200_000
+    assert len({content_key_of(d) for d in content}) == 200_000

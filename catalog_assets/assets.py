@@ -1,0 +1,191 @@
+"""The bulk lane's assets (group ``catalog``): catalog queries, content, and their associations.
+
+Each asset writes to the catalog store and returns a ``MaterializeResult`` whose metadata says
+what changed; data-quality findings that are known while materializing come back as asset
+check results (the specs are in ``checks.py``).
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from catalog_assets import checks
+from catalog_assets.checks import markdown_table
+from catalog_assets.refresh import (
+    GuardrailTripped,
+    HoldRule,
+    Timer,
+    refresh_associations,
+    refresh_content,
+    sync_catalog_queries,
+    top_changes,
+)
+from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.sources import CatalogQuerySource, ContentSource
+
+GROUP = "catalog"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dg.asset(group_name=GROUP, check_specs=[checks.VALID_FILTERS])
+def catalog_queries(
+    catalog_query_source: CatalogQuerySource, catalog_store: CatalogStoreResource
+) -> dg.MaterializeResult:
+    """Catalog queries and enterprise catalogs, each filter validated and stored with its error."""
+    timer = Timer()
+    with timer.phase("load"):
+        loaded = catalog_query_source.load()
+    with timer.phase("write"), catalog_store.open() as store:
+        report = sync_catalog_queries(loaded, store, utcnow())
+    invalid = report.invalid
+    return dg.MaterializeResult(
+        metadata={
+            "queries": len(report.rows),
+            "valid": len(report.rows) - len(invalid),
+            "invalid": len(invalid),
+            "enterprise_catalogs": report.catalogs,
+            "added": len(report.sync.added),
+            "changed": len(report.sync.changed),
+            "unchanged": len(report.sync.unchanged),
+            "removed": len(report.sync.removed),
+            "seconds": timer.seconds,
+        },
+        check_results=[checks.valid_filters_result(invalid)],
+    )
+
+
+class ContentRefreshConfig(dg.Config):
+    max_tombstone_share: float = Field(
+        default=0.2, description="Refuse a refresh that tombstones more of the live content."
+    )
+    confirm_mass_tombstone: bool = Field(
+        default=False, description="Apply a refresh that the tombstone guardrail refused."
+    )
+
+
+@dg.asset(group_name=GROUP, check_specs=[checks.NO_DUPLICATE_SOURCE_KEYS])
+def content_metadata(
+    context: dg.AssetExecutionContext,
+    config: ContentRefreshConfig,
+    content_source: ContentSource,
+    catalog_store: CatalogStoreResource,
+) -> dg.MaterializeResult:
+    """All content from its source of truth: new records inserted, changed ones updated,
+    vanished ones tombstoned. A stale record never overwrites a newer one."""
+    timer = Timer()
+    with timer.phase("fetch"):
+        snapshot = content_source.fetch_all()
+    with catalog_store.open() as store:
+        try:
+            report = refresh_content(
+                snapshot,
+                store,
+                utcnow(),
+                max_tombstone_share=config.max_tombstone_share,
+                confirm_mass_tombstone=config.confirm_mass_tombstone,
+                timer=timer,
+            )
+        except GuardrailTripped as tripped:
+            raise dg.Failure(description=str(tripped), allow_retries=False) from tripped
+    written = report.written
+    for problem in report.rejected[:20]:
+        context.log.warning(f"content document skipped: {problem}")
+    changed = [("inserted", k) for k in written.inserted[:10]]
+    changed += [("updated", k) for k in written.updated[:10]]
+    changed += [("tombstoned", k) for k in written.tombstoned[:10]]
+    return dg.MaterializeResult(
+        metadata={
+            "source_records": report.source_records,
+            "inserted": len(written.inserted),
+            "updated": len(written.updated),
+            "unchanged": len(written.unchanged),
+            "tombstoned": len(written.tombstoned),
+            "stale_skipped": len(written.stale),
+            "rejected_documents": len(report.rejected),
+            "source_requests": report.request_count,
+            "seconds": report.timings,
+            "changes_preview": dg.MetadataValue.md(
+                markdown_table(["change", "content_key"], [list(row) for row in changed])
+                if changed
+                else "No changes."
+            ),
+        },
+        check_results=[checks.duplicate_keys_result(report.duplicate_keys)],
+    )
+
+
+class AssociationRefreshConfig(dg.Config):
+    hold_min_items: int = Field(default=50, description="Hold only queries above this count.")
+    hold_max_swing: float = Field(default=0.8, description="Hold when the count moves more.")
+    confirm_held_queries: list[str] = Field(
+        default=[], description="Catalog query uuids whose held change to apply."
+    )
+    confirm_all_held: bool = Field(default=False, description="Apply every held change.")
+
+
+def _last_refreshed(context: dg.AssetExecutionContext) -> datetime | None:
+    """When associations were last materialized in this Dagster instance."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None:
+        return None
+    return datetime.fromtimestamp(event.timestamp, UTC).replace(tzinfo=None)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[catalog_queries, content_metadata],
+    check_specs=[checks.NO_HELD_CHANGES, checks.EVERY_QUERY_MATCHES],
+)
+def catalog_content_associations(
+    context: dg.AssetExecutionContext,
+    config: AssociationRefreshConfig,
+    catalog_store: CatalogStoreResource,
+) -> dg.MaterializeResult:
+    """Which content each catalog query contains: every valid query evaluated against every
+    live record in bulk, and only the difference written, in one transaction."""
+    with catalog_store.open() as store:
+        report = refresh_associations(
+            store,
+            utcnow(),
+            filter_changed_since=_last_refreshed(context),
+            hold_rule=HoldRule(config.hold_min_items, config.hold_max_swing),
+            confirmed=set(config.confirm_held_queries),
+            confirm_all=config.confirm_all_held,
+        )
+    top = top_changes(report.changes)
+    for field_name, keys in report.data_warnings.items():
+        context.log.warning(
+            f"{len(keys)} records have a non-numeric {field_name!r} compared numerically "
+            f"(no match), e.g. {keys[:5]}"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "added": report.added,
+            "removed": report.removed,
+            "total": report.total,
+            "queries_changed": sum(1 for c in report.changes if c.added or c.removed),
+            "queries_held": len(report.held),
+            "invalid_queries_kept": len(report.invalid_kept),
+            "data_warnings": {k: len(v) for k, v in report.data_warnings.items()},
+            "seconds": report.timings,
+            "top_changes": dg.MetadataValue.md(
+                markdown_table(
+                    ["catalog query", "title", "before", "after", "added", "removed", "held"],
+                    [[c.uuid, c.title, c.before, c.after, c.added, c.removed, c.held] for c in top],
+                )
+                if top
+                else "No changes."
+            ),
+        },
+        check_results=[
+            checks.held_changes_result(report.held),
+            checks.zero_match_result(report.zero_match),
+        ],
+    )
+
+
+bulk_assets = [catalog_queries, content_metadata, catalog_content_associations]

@@ -1,0 +1,132 @@
+"""Asset checks: data quality of the catalog tables.
+
+Findings known while an asset materializes (invalid filters, duplicate source keys, held
+guardrail changes, queries with no match) are reported by that asset through the specs and
+result builders here; ``associations_reference_live_content`` re-reads the store on its own.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from catalog_assets.refresh import QueryChange
+from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.store import CatalogQueryRow
+
+PREVIEW_ROWS = 20
+
+VALID_FILTERS = dg.AssetCheckSpec(
+    "valid_filters",
+    asset="catalog_queries",
+    description="Every catalog query's filter is valid (invalid ones are stored and skipped).",
+)
+NO_DUPLICATE_SOURCE_KEYS = dg.AssetCheckSpec(
+    "no_duplicate_source_keys",
+    asset="content_metadata",
+    description="The source returned each content key once (a shifting index repeats items).",
+)
+NO_HELD_CHANGES = dg.AssetCheckSpec(
+    "no_held_changes",
+    asset="catalog_content_associations",
+    description="No query's association change was held by the swing guardrail.",
+)
+EVERY_QUERY_MATCHES = dg.AssetCheckSpec(
+    "every_query_matches",
+    asset="catalog_content_associations",
+    description="Every valid catalog query matches at least one live record.",
+)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def valid_filters_result(invalid: Sequence[CatalogQueryRow]) -> dg.AssetCheckResult:
+    rows = [[q.uuid, q.title, q.error] for q in invalid[:PREVIEW_ROWS]]
+    return dg.AssetCheckResult(
+        check_name=VALID_FILTERS.name,
+        passed=not invalid,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "invalid_queries": len(invalid),
+            "preview": dg.MetadataValue.md(
+                markdown_table(["catalog query", "title", "error"], rows) if rows else "None."
+            ),
+        },
+    )
+
+
+def duplicate_keys_result(duplicate_keys: Sequence[str]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=NO_DUPLICATE_SOURCE_KEYS.name,
+        passed=not duplicate_keys,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "duplicate_keys": len(duplicate_keys),
+            "examples": list(duplicate_keys[:PREVIEW_ROWS]),
+        },
+    )
+
+
+def held_changes_result(held: Sequence[QueryChange]) -> dg.AssetCheckResult:
+    rows = [[c.uuid, c.title, c.before, c.after, c.added, c.removed] for c in held[:PREVIEW_ROWS]]
+    return dg.AssetCheckResult(
+        check_name=NO_HELD_CHANGES.name,
+        passed=not held,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "held_queries": len(held),
+            "held_uuids": [c.uuid for c in held],
+            "held": dg.MetadataValue.md(
+                markdown_table(["catalog query", "title", "stored", "proposed", "+", "-"], rows)
+                + "\n\nTo apply: run config `confirm_held_queries: [uuid, ...]` or "
+                "`confirm_all_held: true` for catalog_content_associations."
+                if rows
+                else "None."
+            ),
+        },
+    )
+
+
+def zero_match_result(zero_match: Sequence[QueryChange]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=EVERY_QUERY_MATCHES.name,
+        passed=not zero_match,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "zero_match_queries": len(zero_match),
+            "preview": dg.MetadataValue.md(
+                markdown_table(
+                    ["catalog query", "title"],
+                    [[c.uuid, c.title] for c in zero_match[:PREVIEW_ROWS]],
+                )
+                if zero_match
+                else "None."
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="catalog_content_associations",
+    description="No association points at tombstoned or unknown content.",
+)
+def associations_reference_live_content(
+    catalog_store: CatalogStoreResource,
+) -> dg.AssetCheckResult:
+    with catalog_store.open() as store:
+        live = {key for key, _ in store.live_content()}
+        pairs = store.associations()
+    dangling = pairs.filter(~pairs["content_key"].is_in(list(live)))
+    return dg.AssetCheckResult(
+        passed=dangling.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "dangling_associations": dangling.height,
+            "examples": [list(row) for row in dangling.head(PREVIEW_ROWS).iter_rows()],
+        },
+    )

@@ -1,0 +1,354 @@
+"""A client for the Open edX course-discovery REST API.
+
+It crawls ``search/all/`` (every course, course run, program and learner pathway), fetches the
+full records of courses and programs, and looks single items up. Everything a catalog sync needs
+to trust the result is here: JWT client-credentials auth with reuse and refresh, bounded retries
+with backoff, strict reply validation, and dedupe of the items a shifting search index repeats.
+
+Plain Python (no Dagster) so it can be tested against a real local HTTP server and reused by
+sensors and scripts alike.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from catalog_assets import content
+
+__all__ = ["DiscoveryClient", "DiscoveryError", "content_key_of"]
+
+# content_type -> (endpoint, query parameter, search-document field identifying the item).
+# Course runs and learner pathways have no full-record call: the search document is the record.
+FULL_RECORD_ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "course": ("courses/", "keys", "key"),
+    "program": ("programs/", "uuids", "uuid"),
+}
+# content_type -> the field ``POST search/all/`` filters on for a single lookup.
+LOOKUP_FIELDS: dict[str, str] = {
+    "course": "key",
+    "courserun": "key",
+    "program": "uuid",
+    "learnerpathway": "uuid",
+}
+# Network failures worth another attempt; anything else from requests is a bug or a config error.
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+_BODY_SNIPPET = 200
+
+
+class DiscoveryError(RuntimeError):
+    """course-discovery could not be read completely and correctly; never a partial result."""
+
+
+def content_key_of(document: Mapping[str, Any]) -> str:
+    """A search document's content key; a document without one is a broken reply."""
+    try:
+        return content.content_key_of(document)
+    except ValueError as error:
+        raise DiscoveryError(f"search document without identity: {error}") from error
+
+
+class DiscoveryClient:
+    """Reads course-discovery with an OAuth2 client-credentials JWT.
+
+    ``session``, ``sleep`` and ``clock`` are injectable so tests can observe backoff delays and
+    token expiry without waiting. ``request_count`` counts every HTTP request made (token fetches
+    and retries included) and ``token_fetches`` every token obtained, for run metadata.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        oauth2_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        max_backoff: float = 30.0,
+        page_size: int = 100,
+        batch_size: int = 50,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_retries < 0 or page_size < 1 or batch_size < 1 or timeout <= 0:
+            raise ValueError("need max_retries >= 0, page_size >= 1, batch_size >= 1, timeout > 0")
+        self.api_url = api_url.rstrip("/") + "/"
+        self.oauth2_url = oauth2_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._max_backoff = max_backoff
+        self._page_size = page_size
+        self._batch_size = batch_size
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self._token: str | None = None
+        self._token_refresh_at = 0.0
+        self.request_count = 0
+        self.token_fetches = 0
+        self.last_crawl_duplicates: list[str] = []
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def crawl(self) -> list[dict[str, Any]]:
+        """Every search document, deduplicated by content key (the last occurrence wins).
+
+        A search index that changes mid-crawl shifts its pages, so an item can show up twice;
+        each repeat is recorded in ``last_crawl_duplicates`` (one entry per extra occurrence).
+        Raises DiscoveryError rather than return a partial crawl.
+        """
+        self.last_crawl_duplicates = []
+        query = urlencode({"page": 1, "page_size": self._page_size})
+        documents: dict[str, dict[str, Any]] = {}
+        duplicates: list[str] = []
+        for page in self._pages("GET", f"{self.api_url}search/all/?{query}"):
+            for document in page["results"]:
+                key = content_key_of(document)
+                if key in documents:
+                    duplicates.append(key)
+                documents[key] = document
+        self.last_crawl_duplicates = duplicates
+        return list(documents.values())
+
+    def fetch_full_records(
+        self, documents: Iterable[Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Full records of the courses and programs among ``documents``, keyed by content key.
+
+        Keys go at most ``batch_size`` per call, since the endpoints cap how many they accept
+        (and URLs have a length limit). Items the endpoints no longer return are simply absent.
+        """
+        wanted: dict[str, dict[str, str]] = {
+            content_type: {} for content_type in FULL_RECORD_ENDPOINTS
+        }
+        for document in documents:
+            content_type = document.get("content_type")
+            if content_type in FULL_RECORD_ENDPOINTS:
+                field = FULL_RECORD_ENDPOINTS[content_type][2]
+                identifier = document.get(field)
+                if not isinstance(identifier, str) or not identifier:
+                    raise DiscoveryError(f"{content_type} search document has no {field}")
+                wanted[content_type][identifier] = content_key_of(document)
+
+        records: dict[str, dict[str, Any]] = {}
+        for content_type, identifiers in wanted.items():
+            endpoint, param, field = FULL_RECORD_ENDPOINTS[content_type]
+            batch_ids = list(identifiers)
+            for start in range(0, len(batch_ids), self._batch_size):
+                batch = batch_ids[start : start + self._batch_size]
+                query = urlencode({param: ",".join(batch)}, safe=",")
+                url = f"{self.api_url}{endpoint}?{query}"
+                for page in self._pages("GET", url):
+                    for record in page["results"]:
+                        identifier = record.get(field)
+                        if identifier not in identifiers:
+                            continue  # not asked for: never let it overwrite another item
+                        records[identifiers[identifier]] = record
+        return records
+
+    def crawl_records(self) -> list[dict[str, Any]]:
+        """The crawl with each document updated by its full record (the full record wins)."""
+        documents = self.crawl()
+        full = self.fetch_full_records(documents)
+        return [{**doc, **full.get(content_key_of(doc), {})} for doc in documents]
+
+    def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
+        """One item's merged record, or None when course-discovery no longer has it.
+
+        Uses ``POST search/all/`` filtered by key (courses, course runs) or uuid (programs,
+        learner pathways), so a single change can be checked without a full crawl.
+        """
+        field = LOOKUP_FIELDS.get(content_type)
+        if field is None:
+            raise ValueError(
+                f"unknown content_type {content_type!r}; expected one of {sorted(LOOKUP_FIELDS)}"
+            )
+        match: dict[str, Any] | None = None
+        for page in self._pages("POST", f"{self.api_url}search/all/", {field: [content_key]}):
+            for document in page["results"]:
+                if (
+                    document.get(field) == content_key
+                    and document.get("content_type") == content_type
+                ):
+                    match = document
+        if match is None:
+            return None
+        full = self.fetch_full_records([match])
+        return {**match, **full.get(content_key_of(match), {})}
+
+    def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> DiscoveryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- paging and replies -------------------------------------------------------------------
+
+    def _pages(
+        self, method: str, url: str, json_body: Any | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Each page of a paged reply, following ``next`` until it is null."""
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url is not None:
+            if next_url in seen:
+                raise DiscoveryError(f"{method} {next_url}: pagination loops back to a seen page")
+            seen.add(next_url)
+            page = self._call(method, next_url, json_body)
+            yield page
+            next_url = self._next_url(page, next_url)
+
+    def _next_url(self, page: Mapping[str, Any], current: str) -> str | None:
+        """The ``next`` link, moved onto ``api_url``'s scheme and host.
+
+        Behind a TLS-terminating proxy the API can advertise ``http://`` or an internal host in
+        its links; following them as-is would send the token in clear or to another host.
+        """
+        link = page.get("next")
+        if link is None:
+            return None
+        if not isinstance(link, str) or not link:
+            raise DiscoveryError(f"{current}: malformed reply, 'next' is {link!r}")
+        parts = urlsplit(urljoin(current, link))
+        api = urlsplit(self.api_url)
+        return urlunsplit(parts._replace(scheme=api.scheme, netloc=api.netloc))
+
+    def _call(self, method: str, url: str, json_body: Any | None = None) -> dict[str, Any]:
+        """One authenticated discovery request, with a single token refresh on 401."""
+        response = self._send(method, url, headers=self._auth_header(), json=json_body)
+        if response.status_code == 401:
+            # The token may have been revoked or expired early (clock skew): refresh once only,
+            # since a second 401 means the credentials themselves are not allowed in.
+            self._token = None
+            response = self._send(method, url, headers=self._auth_header(), json=json_body)
+            if response.status_code == 401:
+                raise DiscoveryError(
+                    f"{method} {url}: HTTP 401 again after a token refresh{_snippet(response)}"
+                )
+        self._raise_for_status(method, url, response)
+        payload = self._json(method, url, response)
+        results = payload.get("results")
+        if not isinstance(results, list) or not all(isinstance(item, dict) for item in results):
+            raise DiscoveryError(f"{method} {url}: malformed reply, no list of 'results'")
+        return payload
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def _auth_header(self) -> dict[str, str]:
+        if self._token is None or self._clock() >= self._token_refresh_at:
+            self._fetch_token()
+        return {"Authorization": f"JWT {self._token}"}
+
+    def _fetch_token(self) -> None:
+        url = f"{self.oauth2_url}/access_token"
+        requested_at = self._clock()
+        response = self._send(
+            "POST",
+            url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+                "token_type": "jwt",
+            },
+        )
+        self._raise_for_status("POST", url, response)
+        payload = self._json("POST", url, response)
+        token = payload.get("access_token")
+        expires_in = payload.get("expires_in")
+        if (
+            not isinstance(token, str)
+            or not token
+            or not isinstance(expires_in, int | float)
+            or isinstance(expires_in, bool)
+        ):
+            raise DiscoveryError(f"POST {url}: malformed token reply, keys {sorted(payload)}")
+        # Refresh a little early so a token never expires between check and use; the margin
+        # is 60 s, or 10% of the lifetime for short-lived tokens.
+        margin = min(60.0, 0.1 * expires_in)
+        self._token = token
+        self._token_refresh_at = requested_at + expires_in - margin
+        self.token_fetches += 1
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send with retries on network errors, 5xx and 429; other replies are returned as-is."""
+        attempts = self._max_retries + 1
+        failure = ""
+        for attempt in range(attempts):
+            self.request_count += 1
+            retry_after: float | None = None
+            try:
+                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+            except _TRANSIENT_ERRORS as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status < 500 and status != 429:
+                    return response
+                failure = f"HTTP {status}{_snippet(response)}"
+                retry_after = _retry_after(response)
+            if attempt + 1 < attempts:
+                backoff = min(self._max_backoff, self._backoff_base * 2**attempt)
+                self._sleep(backoff if retry_after is None else retry_after)
+        raise DiscoveryError(f"{method} {url} failed after {attempts} attempts: {failure}")
+
+    @staticmethod
+    def _raise_for_status(method: str, url: str, response: requests.Response) -> None:
+        if response.status_code >= 400:
+            raise DiscoveryError(f"{method} {url}: HTTP {response.status_code}{_snippet(response)}")
+
+    @staticmethod
+    def _json(method: str, url: str, response: requests.Response) -> dict[str, Any]:
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise DiscoveryError(
+                f"{method} {url}: malformed reply, not JSON{_snippet(response)}"
+            ) from exc
+        if not isinstance(payload, dict):
+            raise DiscoveryError(f"{method} {url}: malformed reply, not a JSON object")
+        return payload
+
+
+def _snippet(response: requests.Response) -> str:
+    text = response.text[:_BODY_SNIPPET].strip()
+    return f" ({text})" if text else ""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asked us to wait (delta-seconds or HTTP-date), if it said."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

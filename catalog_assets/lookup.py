@@ -1,0 +1,40 @@
+"""Which catalogs contain a piece of content, and what a catalog contains.
+
+For operators (``catalog-assets catalogs-for`` / ``contents-of``) and downstream code; reads
+the catalog store named by ``CATALOG_STORE_URL`` (default: the embedded DuckDB file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from catalog_assets.resources import DEFAULT_STORE_URL
+from catalog_assets.store import open_store
+
+
+def store_url(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("CATALOG_STORE_URL") or DEFAULT_STORE_URL
+
+
+def catalogs_for(content_key: str, url: str | None = None) -> list[dict[str, Any]]:
+    """The enterprise catalogs and catalog queries that contain ``content_key``.
+
+    One row per (catalog query, enterprise catalog): ``catalog_query_uuid``,
+    ``catalog_query_title``, ``catalog_uuid``, ``catalog_title``, ``enterprise_uuid`` (the
+    catalog fields are None for a query that no catalog uses).
+    """
+    with open_store(url or store_url()) as store:
+        store.ensure_schema()
+        return store.catalogs_for(content_key)
+
+
+def contents_of(uuid: str, url: str | None = None) -> list[dict[str, Any]]:
+    """The content of a catalog query, or of an enterprise catalog through its query.
+
+    One row per content key: ``content_key``, ``content_type``, ``title``, ``deleted``.
+    """
+    with open_store(url or store_url()) as store:
+        store.ensure_schema()
+        return store.contents_of(uuid)

@@ -1,0 +1,885 @@
+"""The catalog store: one interface, two backends.
+
+DuckDB (an embedded file) is the default, PostgreSQL the production backend. The tables are the
+product's interface for downstream services, so their names and columns are fixed.
+
+Both backends share the SQL, all of it in store_sql.py. It is written with `?` placeholders;
+the PostgreSQL backend turns them into psycopg2's `%s`. Values are always bound, never formatted
+into SQL. Bulk data goes through a temporary staging table that each backend fills its fastest
+way (DuckDB scans the polars frame through the Arrow C stream interface, PostgreSQL takes a CSV
+`COPY`), followed by one set-based statement over the staging table. (DuckDB removes rows from
+an index one at a time, so removing a large part of the associations rebuilds that table.)
+
+Timestamps are naive UTC in both backends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import polars as pl
+
+from catalog_assets import store_sql
+from catalog_assets.content import ContentRecord, canonical_json, naive_utc
+
+# --------------------------------------------------------------------------------------------
+# Row types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContentState:
+    """What a full crawl needs to know about a stored content row to diff against it."""
+
+    content_hash: str
+    source_modified: datetime | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    """A `content_metadata` row, its JSON parsed."""
+
+    content_key: str
+    content_type: str
+    parent_content_key: str | None
+    content_uuid: str | None
+    metadata: dict
+    source_modified: datetime | None
+    content_hash: str
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass
+class ContentWriteResult:
+    """The content keys of one `apply_content_changes`, by what happened to them."""
+
+    inserted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    tombstoned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CatalogQueryRow:
+    """A `catalog_query` row. `content_filter` is JSON text kept exactly as given."""
+
+    uuid: str
+    title: str | None
+    content_filter: str
+    filter_hash: str
+    is_valid: bool
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    updated_at: datetime | None = None  # set by the store; ignored on input
+
+
+@dataclass(frozen=True)
+class EnterpriseCatalogRow:
+    """An `enterprise_catalog` row."""
+
+    uuid: str
+    title: str | None
+    enterprise_uuid: str | None
+    catalog_query_uuid: str | None
+
+
+@dataclass
+class QuerySyncResult:
+    """The catalog query uuids of one `sync_catalog_queries`, by what happened to them."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that could not be processed, its key and value kept as the raw bytes received.
+
+    `headers` is JSON text (the caller encodes the message headers); `id` is set by the store.
+    """
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    headers: str | None
+    value: bytes | None
+    error: str
+    received_at: datetime
+    replayed_at: datetime | None = None
+    id: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------------
+
+
+class CatalogStore(ABC):
+    """The catalog tables, behind the same methods on every backend. A context manager."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create the tables, or bring them up to the current schema version. Idempotent."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The highest schema version applied, 0 when none is."""
+
+    # Content ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def content_state(self) -> dict[str, ContentState]:
+        """Every content row's hash, source modified time and whether it is tombstoned."""
+
+    @abstractmethod
+    def apply_content_changes(
+        self, upserts: Sequence[ContentRecord], tombstones: Sequence[str], now: datetime
+    ) -> ContentWriteResult:
+        """Upsert records and tombstone keys, in one transaction.
+
+        An upsert is `stale` (skipped) when its source_modified is older than the stored one,
+        `unchanged` (skipped) when its hash equals the stored hash of a live row, else written,
+        which brings a tombstoned row back to life. A tombstone marks a live row deleted.
+        A key given more than once as an upsert counts once (its newest record is written);
+        a key may not be both upserted and tombstoned.
+        """
+
+    @abstractmethod
+    def tombstone_content(
+        self, key: str, now: datetime, source_modified: datetime | None = None
+    ) -> bool:
+        """Tombstone one live row unless the stored row is newer than `source_modified`.
+
+        `source_modified`, when given, is recorded, so that an older record arriving later is
+        stale rather than a resurrection. True when the row was tombstoned.
+        """
+
+    @abstractmethod
+    def live_content(self) -> list[tuple[str, dict]]:
+        """(content_key, metadata) of every row that is not tombstoned, ordered by key."""
+
+    @abstractmethod
+    def get_content(self, key: str) -> StoredContent | None:
+        """One content row, tombstoned or not."""
+
+    # Catalog queries ---------------------------------------------------------------------
+
+    @abstractmethod
+    def sync_catalog_queries(
+        self,
+        queries: Sequence[CatalogQueryRow],
+        catalogs: Sequence[EnterpriseCatalogRow],
+        now: datetime,
+    ) -> QuerySyncResult:
+        """Make the queries and enterprise catalogs exactly the given sets, in one transaction.
+
+        Queries that are gone lose their catalog_query_content rows too.
+        """
+
+    @abstractmethod
+    def catalog_queries(self) -> list[CatalogQueryRow]:
+        """Every catalog query, ordered by uuid."""
+
+    @abstractmethod
+    def enterprise_catalogs(self) -> list[EnterpriseCatalogRow]:
+        """Every enterprise catalog, ordered by uuid."""
+
+    # Associations ------------------------------------------------------------------------
+
+    @abstractmethod
+    def associations(self) -> pl.DataFrame:
+        """Every (catalog_query_uuid, content_key) pair, in no particular order."""
+
+    @abstractmethod
+    def apply_association_diff(
+        self, adds: pl.DataFrame, removes: pl.DataFrame, now: datetime
+    ) -> tuple[int, int]:
+        """Delete the `removes` pairs, then insert the `adds` pairs that are not there yet.
+
+        One transaction. Returns the numbers of rows actually added and removed.
+        """
+
+    @abstractmethod
+    def associations_of(self, content_key: str) -> dict[str, datetime]:
+        """The catalog queries of one content key, each with the time its row was added."""
+
+    @abstractmethod
+    def replace_content_associations(
+        self, content_key: str, query_uuids: Sequence[str], now: datetime
+    ) -> tuple[int, int]:
+        """Make one content key's queries exactly `query_uuids`; returns (added, removed)."""
+
+    # Lookups -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def catalogs_for(self, content_key: str) -> list[dict[str, Any]]:
+        """The catalog queries that contain a key, with their enterprise catalogs.
+
+        Keys: catalog_uuid, catalog_title, enterprise_uuid, catalog_query_uuid,
+        catalog_query_title; the catalog fields are None for a query that no catalog uses.
+        """
+
+    @abstractmethod
+    def contents_of(self, uuid: str) -> list[dict[str, Any]]:
+        """The content of a catalog query, or of an enterprise catalog through its query.
+
+        Keys: content_key, content_type, title, deleted (content_type and title are None for
+        a key that has no content row).
+        """
+
+    # Dead letters ------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_dead_letters(self, rows: Sequence[DeadLetter]) -> int:
+        """Store events that failed; returns how many were stored."""
+
+    @abstractmethod
+    def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
+        """Stored dead letters, oldest first."""
+
+    @abstractmethod
+    def mark_dead_letters_replayed(self, ids: Iterable[int], now: datetime) -> int:
+        """Mark dead letters replayed; returns how many were not marked before."""
+
+
+def open_store(url: str) -> CatalogStore:
+    """A store for `duckdb:///<path>` (or `duckdb:///:memory:`) or `postgresql://...`.
+
+    The schema is not created here: call `ensure_schema()`.
+    """
+    if url.startswith("duckdb:///"):
+        path = url.removeprefix("duckdb:///")
+        if not path:
+            raise ValueError(f"no database path in {url!r}; use duckdb:///<path>")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return DuckDBCatalogStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresCatalogStore(url)
+    raise ValueError(f"unsupported store url {url!r}: use duckdb:///<path> or postgresql://...")
+
+
+# --------------------------------------------------------------------------------------------
+# The shared implementation
+# --------------------------------------------------------------------------------------------
+
+
+class SqlCatalogStore(CatalogStore):
+    """Everything but the connection: the backends supply the primitives below."""
+
+    # Extra statements per schema version for one backend (indexes that only it needs).
+    _EXTRA_MIGRATIONS: ClassVar[dict[int, tuple[str, ...]]] = {}
+
+    # Backend primitives --------------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self) -> Any:
+        """A context manager: one transaction, committed on success, rolled back on error."""
+
+    @abstractmethod
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Execute a statement that returns no rows."""
+
+    @abstractmethod
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute a statement once per parameter row."""
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Execute a statement and fetch every row it returns."""
+
+    @abstractmethod
+    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute an INSERT/UPDATE/DELETE and return how many rows it changed."""
+
+    @abstractmethod
+    def _load_stage(self, table: str, frame: pl.DataFrame) -> None:
+        """Bulk-load `frame` into the (empty) staging table `table`."""
+
+    @abstractmethod
+    def _lock_schema(self) -> None:
+        """Serialise concurrent `ensure_schema` calls, where the backend needs it."""
+
+    @abstractmethod
+    def _bytes(self, value: Any) -> bytes | None:
+        """A BLOB/BYTEA value as bytes."""
+
+    def _remove_staged_pairs(self, staged: int) -> int:
+        """Delete the pairs in `stage_removes`; returns how many rows went."""
+        return self._count(store_sql.DELETE_STAGED_REMOVES)
+
+    @contextmanager
+    def _staged(self, table: str, frame: pl.DataFrame) -> Iterator[None]:
+        """`frame` in the staging table `table` for the duration of the block."""
+        self._run(store_sql.STAGE_DROP[table])
+        self._run(store_sql.STAGE_DDL[table])
+        if frame.height:
+            self._load_stage(table, frame)
+        yield
+        self._run(store_sql.STAGE_DROP[table])
+
+    # Schema -------------------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        with self._transaction():
+            self._lock_schema()
+            self._run(store_sql.CREATE_SCHEMA_VERSION)
+            applied = {row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)}
+            for version in sorted(store_sql.MIGRATIONS):
+                if version in applied:
+                    continue
+                extra = self._EXTRA_MIGRATIONS.get(version, ())
+                for statement in store_sql.MIGRATIONS[version] + extra:
+                    self._run(statement)
+                self._run(store_sql.INSERT_SCHEMA_VERSION, (version, _utcnow()))
+
+    def schema_version(self) -> int:
+        with self._transaction():
+            if not self._rows(store_sql.SCHEMA_VERSION_TABLE_EXISTS)[0][0]:
+                return 0
+            return max((row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)), default=0)
+
+    # Content ------------------------------------------------------------------------------
+
+    def content_state(self) -> dict[str, ContentState]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_CONTENT_STATE)
+        return {key: ContentState(h, modified, bool(deleted)) for key, h, modified, deleted in rows}
+
+    def apply_content_changes(
+        self, upserts: Sequence[ContentRecord], tombstones: Sequence[str], now: datetime
+    ) -> ContentWriteResult:
+        now = _naive(now)
+        records = _newest_per_key(upserts)
+        doomed = list(dict.fromkeys(tombstones))
+        both = records.keys() & set(doomed)
+        if both:
+            raise ValueError(f"content keys both upserted and tombstoned: {sorted(both)[:10]}")
+        result = ContentWriteResult()
+        with self._transaction():
+            if doomed:
+                frame = pl.DataFrame({"content_key": doomed}, schema=store_sql.KEYS_FRAME)
+                with self._staged("stage_keys", frame):
+                    gone = {
+                        row[0] for row in self._rows(store_sql.TOMBSTONE_STAGED_KEYS, (now, now))
+                    }
+                result.tombstoned = [key for key in doomed if key in gone]
+            if records:
+                with self._staged("stage_content", _content_frame(records.values())):
+                    existing = {row[0] for row in self._rows(store_sql.SELECT_STAGED_EXISTING)}
+                    written = {
+                        row[0] for row in self._rows(store_sql.UPSERT_STAGED_CONTENT, (now,))
+                    }
+                    # What was not written is stale or unchanged, judged by the row that stopped
+                    # it, which under concurrent writers may be newer than what `existing` saw.
+                    stored = (
+                        dict(self._rows(store_sql.SELECT_STAGED_STORED_MODIFIED))
+                        if len(written) < len(records)
+                        else {}
+                    )
+                for key, record in records.items():
+                    if key in written:
+                        (result.updated if key in existing else result.inserted).append(key)
+                    elif _older(naive_utc(record.source_modified), stored.get(key)):
+                        result.stale.append(key)
+                    else:
+                        result.unchanged.append(key)
+        return result
+
+    def tombstone_content(
+        self, key: str, now: datetime, source_modified: datetime | None = None
+    ) -> bool:
+        now, modified = _naive(now), naive_utc(source_modified)
+        with self._transaction():
+            params = (now, now, modified, key, modified, modified)
+            return self._count(store_sql.TOMBSTONE_ONE, params) > 0
+
+    def live_content(self) -> list[tuple[str, dict]]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_LIVE_CONTENT)
+        # Sorted here, by code point, so the order does not depend on the database's collation.
+        return [(key, json.loads(text)) for key, text in sorted(rows)]
+
+    def get_content(self, key: str) -> StoredContent | None:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_CONTENT, (key,))
+        if not rows:
+            return None
+        (ck, ctype, parent, cuuid, text, modified, chash, updated, deleted) = rows[0]
+        return StoredContent(
+            ck, ctype, parent, cuuid, json.loads(text), modified, chash, updated, deleted
+        )
+
+    # Catalog queries ----------------------------------------------------------------------
+
+    def sync_catalog_queries(
+        self,
+        queries: Sequence[CatalogQueryRow],
+        catalogs: Sequence[EnterpriseCatalogRow],
+        now: datetime,
+    ) -> QuerySyncResult:
+        now = _naive(now)
+        _refuse_duplicates("catalog query", [q.uuid for q in queries])
+        _refuse_duplicates("enterprise catalog", [c.uuid for c in catalogs])
+        query_frame = pl.DataFrame(
+            [
+                (
+                    q.uuid,
+                    q.title,
+                    q.content_filter,
+                    q.filter_hash,
+                    bool(q.is_valid),
+                    q.error,
+                    _warnings_text(q.warnings),
+                )
+                for q in queries
+            ],
+            schema=store_sql.QUERIES_FRAME,
+            orient="row",
+        )
+        catalog_frame = pl.DataFrame(
+            [(c.uuid, c.title, c.enterprise_uuid, c.catalog_query_uuid) for c in catalogs],
+            schema=store_sql.CATALOGS_FRAME,
+            orient="row",
+        )
+        result = QuerySyncResult()
+        with self._transaction():
+            before = {row[0]: tuple(row[1:7]) for row in self._rows(store_sql.SELECT_QUERIES)}
+            for query_row in query_frame.iter_rows():
+                uuid, values = query_row[0], tuple(query_row[1:])
+                if uuid not in before:
+                    result.added.append(uuid)
+                elif before[uuid] != values:
+                    result.changed.append(uuid)
+                else:
+                    result.unchanged.append(uuid)
+            incoming = set(query_frame["uuid"].to_list())
+            result.removed = sorted(uuid for uuid in before if uuid not in incoming)
+            with self._staged("stage_queries", query_frame):
+                if result.removed:
+                    self._run(store_sql.DELETE_CONTENT_OF_UNSTAGED_QUERIES)
+                    self._run(store_sql.DELETE_UNSTAGED_QUERIES)
+                self._run(store_sql.UPSERT_STAGED_QUERIES, (now,))
+            with self._staged("stage_catalogs", catalog_frame):
+                self._run(store_sql.DELETE_UNSTAGED_CATALOGS)
+                self._run(store_sql.UPSERT_STAGED_CATALOGS)
+        return result
+
+    def catalog_queries(self) -> list[CatalogQueryRow]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_QUERIES)
+        return [
+            CatalogQueryRow(
+                uuid=row[0],
+                title=row[1],
+                content_filter=row[2],
+                filter_hash=row[3],
+                is_valid=bool(row[4]),
+                error=row[5],
+                warnings=tuple(json.loads(row[6])),
+                updated_at=row[7],
+            )
+            for row in rows
+        ]
+
+    def enterprise_catalogs(self) -> list[EnterpriseCatalogRow]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_CATALOGS)
+        return [EnterpriseCatalogRow(*row) for row in rows]
+
+    # Associations -------------------------------------------------------------------------
+
+    def apply_association_diff(
+        self, adds: pl.DataFrame, removes: pl.DataFrame, now: datetime
+    ) -> tuple[int, int]:
+        now = _naive(now)
+        adds, removes = _pairs(adds, "adds"), _pairs(removes, "removes")
+        added = removed = 0
+        with self._transaction():
+            if removes.height:
+                with self._staged("stage_removes", removes):
+                    removed = self._remove_staged_pairs(removes.height)
+            if adds.height:
+                with self._staged("stage_adds", adds):
+                    added = self._count(store_sql.INSERT_STAGED_ADDS, (now,))
+        return added, removed
+
+    def associations_of(self, content_key: str) -> dict[str, datetime]:
+        with self._transaction():
+            return dict(self._rows(store_sql.SELECT_QUERIES_OF_CONTENT, (content_key,)))
+
+    def replace_content_associations(
+        self, content_key: str, query_uuids: Sequence[str], now: datetime
+    ) -> tuple[int, int]:
+        now = _naive(now)
+        wanted = list(dict.fromkeys(query_uuids))
+        with self._transaction():
+            current = {
+                row[0] for row in self._rows(store_sql.SELECT_QUERIES_OF_CONTENT, (content_key,))
+            }
+            to_remove = sorted(current.difference(wanted))
+            to_add = [uuid for uuid in wanted if uuid not in current]
+            if to_remove:
+                self._run_many(store_sql.DELETE_PAIR, [(uuid, content_key) for uuid in to_remove])
+            if to_add:
+                self._run_many(store_sql.INSERT_PAIR, [(uuid, content_key, now) for uuid in to_add])
+        return len(to_add), len(to_remove)
+
+    # Lookups ------------------------------------------------------------------------------
+
+    def catalogs_for(self, content_key: str) -> list[dict[str, Any]]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_CATALOGS_FOR, (content_key,))
+        names = (
+            "catalog_uuid",
+            "catalog_title",
+            "enterprise_uuid",
+            "catalog_query_uuid",
+            "catalog_query_title",
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def contents_of(self, uuid: str) -> list[dict[str, Any]]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_CONTENTS_OF, (uuid, uuid))
+        out = []
+        for key, content_type, text, deleted in sorted(rows, key=lambda row: row[0]):
+            metadata = json.loads(text) if text is not None else {}
+            out.append(
+                {
+                    "content_key": key,
+                    "content_type": content_type,
+                    "title": metadata.get("title"),
+                    "deleted": bool(deleted),
+                }
+            )
+        return out
+
+    # Dead letters -------------------------------------------------------------------------
+
+    def add_dead_letters(self, rows: Sequence[DeadLetter]) -> int:
+        params = [
+            (
+                row.topic,
+                row.partition,
+                row.offset,
+                None if row.key is None else bytes(row.key),
+                row.headers,
+                None if row.value is None else bytes(row.value),
+                row.error,
+                _naive(row.received_at),
+                naive_utc(row.replayed_at),
+            )
+            for row in rows
+        ]
+        if params:
+            with self._transaction():
+                self._run_many(store_sql.INSERT_DEAD_LETTER, params)
+        return len(params)
+
+    def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
+        with self._transaction():
+            rows = self._rows(store_sql.SELECT_DEAD_LETTERS, (bool(include_replayed),))
+        return [
+            DeadLetter(
+                topic=row[0],
+                partition=row[1],
+                offset=row[2],
+                key=self._bytes(row[3]),
+                headers=row[4],
+                value=self._bytes(row[5]),
+                error=row[6],
+                received_at=row[7],
+                replayed_at=row[8],
+                id=row[9],
+            )
+            for row in rows
+        ]
+
+    def mark_dead_letters_replayed(self, ids: Iterable[int], now: datetime) -> int:
+        now = _naive(now)
+        marked = 0
+        with self._transaction():
+            for ident in dict.fromkeys(ids):
+                marked += self._count(store_sql.MARK_DEAD_LETTER_REPLAYED, (now, int(ident)))
+        return marked
+
+
+# --------------------------------------------------------------------------------------------
+# DuckDB
+# --------------------------------------------------------------------------------------------
+
+
+class DuckDBCatalogStore(SqlCatalogStore):
+    """An embedded DuckDB file (or `:memory:`), through one connection: one writer per file."""
+
+    # At least this many removes, and at least a tenth of the table, rebuild the table.
+    REBUILD_MIN_REMOVES = 20_000
+
+    def __init__(self, path: str) -> None:
+        import duckdb
+
+        self.path = path
+        self._con = duckdb.connect(path)
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            with suppress(Exception):  # keep the error that failed the transaction
+                self._con.execute("ROLLBACK")
+            raise
+        try:
+            self._con.execute("COMMIT")
+        except Exception:
+            # A failed commit has already rolled the transaction back; make sure of it.
+            with suppress(Exception):
+                self._con.execute("ROLLBACK")
+            raise
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._con.execute(sql, list(params))
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._con.executemany(sql, [list(row) for row in rows])
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        # duckdb 2.0 results stream: fetch everything before the next statement runs.
+        return self._con.execute(sql, list(params)).fetchall()
+
+    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        rows = self._con.execute(sql, list(params)).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _load_stage(self, table: str, frame: pl.DataFrame) -> None:
+        # Through the Arrow PyCapsule interface: a polars frame is scanned where it lives, and
+        # neither pyarrow nor SQL text is needed. Columns go in by position.
+        self._con.from_arrow(frame.__arrow_c_stream__()).insert_into(table)
+
+    def _remove_staged_pairs(self, staged: int) -> int:
+        # DuckDB deletes from an ART index (the primary key) row by row, about 13 µs a row, while
+        # building the table afresh costs about a tenth of that per kept row: a large removal
+        # rebuilds the table from the rows that stay, with the table's own current definition.
+        total = self._rows(store_sql.DUCK_COUNT_PAIRS)[0][0]
+        if staged < self.REBUILD_MIN_REMOVES or staged * 10 < total:
+            return self._count(store_sql.DELETE_STAGED_REMOVES)
+        table_ddl = [row[0] for row in self._rows(store_sql.DUCK_PAIRS_TABLE_DDL)]
+        index_ddl = [row[0] for row in self._rows(store_sql.DUCK_PAIRS_INDEX_DDL)]
+        if len(table_ddl) != 1:
+            return self._count(store_sql.DELETE_STAGED_REMOVES)
+        self._run(store_sql.DUCK_DROP_KEEP_PAIRS)
+        self._run(store_sql.DUCK_KEEP_PAIRS)
+        kept = self._rows(store_sql.DUCK_COUNT_KEEP_PAIRS)[0][0]
+        self._run(store_sql.DUCK_DROP_PAIRS)
+        for statement in table_ddl + index_ddl:
+            self._run(statement)
+        self._run(store_sql.DUCK_RESTORE_PAIRS)
+        self._run(store_sql.DUCK_DROP_KEEP_PAIRS)
+        return total - kept
+
+    def _lock_schema(self) -> None:
+        """One writer per file: nothing to serialise."""
+
+    def _bytes(self, value: Any) -> bytes | None:
+        return None if value is None else bytes(value)
+
+    def associations(self) -> pl.DataFrame:
+        with self._transaction():
+            # The relation exports an Arrow C stream that polars reads directly (duckdb 2.0's
+            # `.pl()` needs pyarrow, which this project does not depend on).
+            frame = pl.DataFrame(self._con.sql(store_sql.SELECT_ASSOCIATIONS))
+        return frame.cast(store_sql.PAIRS_FRAME) if frame.width else _empty_pairs()
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+_PG_BULK_ROWS = 50_000  # a staged frame this large gets statistics and more work_mem
+_PG_SCHEMA_LOCK_KEY = 0x0CA7A106  # any constant shared by every catalog-assets process
+
+
+@cache
+def _pg(sql: str) -> str:
+    """`?` placeholders as psycopg2's `%s`."""
+    if "%" in sql:
+        raise ValueError("shared SQL must not contain '%'")
+    return sql.replace("?", "%s")
+
+
+class PostgresCatalogStore(SqlCatalogStore):
+    """PostgreSQL through one psycopg2 connection; autocommit off, one `with conn:` per call."""
+
+    _EXTRA_MIGRATIONS = store_sql.PG_EXTRA_MIGRATIONS
+
+    def __init__(self, url: str) -> None:
+        import psycopg2
+
+        self.url = url
+        self._conn = psycopg2.connect(url)
+        self._conn.autocommit = False
+        self._cur = self._conn.cursor()
+
+    def close(self) -> None:
+        if not self._conn.closed:
+            self._cur.close()
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._conn:
+            yield
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cur.execute(_pg(sql), tuple(params))
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(_pg(sql), [tuple(row) for row in rows])
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._cur.execute(_pg(sql), tuple(params))
+        return self._cur.fetchall()
+
+    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cur.execute(_pg(sql), tuple(params))
+        return self._cur.rowcount
+
+    def _load_stage(self, table: str, frame: pl.DataFrame) -> None:
+        from psycopg2 import sql as pgsql
+
+        # CSV with every non-numeric value quoted: an empty string is "" and a null is nothing,
+        # which is how COPY tells them apart.
+        buffer = io.BytesIO()
+        frame.write_csv(buffer, include_header=False, quote_style="non_numeric")
+        buffer.seek(0)
+        copy = pgsql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(pgsql.Identifier(table))
+        self._cur.copy_expert(copy, buffer)
+        if frame.height >= _PG_BULK_ROWS:
+            # Statistics for the planner (it knows nothing of a fresh temporary table) and room
+            # for the hash joins against it, for this transaction only.
+            self._cur.execute(pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table)))
+            self._cur.execute(store_sql.PG_BULK_WORK_MEM)
+
+    def _lock_schema(self) -> None:
+        self._rows(store_sql.PG_SCHEMA_LOCK, (_PG_SCHEMA_LOCK_KEY,))
+
+    def _bytes(self, value: Any) -> bytes | None:
+        return None if value is None else bytes(value)
+
+    def associations(self) -> pl.DataFrame:
+        buffer = io.BytesIO()
+        with self._transaction():
+            self._cur.copy_expert(store_sql.PG_COPY_ASSOCIATIONS_OUT, buffer)
+        if not buffer.getbuffer().nbytes:
+            return _empty_pairs()
+        buffer.seek(0)
+        return pl.read_csv(
+            buffer,
+            has_header=False,
+            new_columns=list(store_sql.PAIRS_FRAME),
+            schema=store_sql.PAIRS_FRAME,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive(value: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    return naive_utc(value)  # type: ignore[return-value]
+
+
+def _older(incoming: datetime | None, stored: datetime | None) -> bool:
+    return incoming is not None and stored is not None and incoming < stored
+
+
+def _newest_per_key(records: Iterable[ContentRecord]) -> dict[str, ContentRecord]:
+    """One record per key: the newest by source_modified, the last given among equals."""
+    out: dict[str, ContentRecord] = {}
+    for record in records:
+        previous = out.get(record.content_key)
+        if previous is None or not _older(
+            naive_utc(record.source_modified), naive_utc(previous.source_modified)
+        ):
+            out[record.content_key] = record
+    return out
+
+
+def _content_frame(records: Iterable[ContentRecord]) -> pl.DataFrame:
+    rows = [
+        (
+            r.content_key,
+            r.content_type,
+            r.parent_content_key,
+            r.content_uuid,
+            canonical_json(r.metadata),
+            naive_utc(r.source_modified),
+            r.content_hash,
+        )
+        for r in records
+    ]
+    return pl.DataFrame(rows, schema=store_sql.CONTENT_FRAME, orient="row")
+
+
+def _warnings_text(warnings: Sequence[str]) -> str:
+    return json.dumps(list(warnings), ensure_ascii=False)
+
+
+def _refuse_duplicates(what: str, uuids: Sequence[str]) -> None:
+    duplicates = sorted(uuid for uuid, n in Counter(uuids).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"duplicate {what} uuids: {duplicates[:10]}")
+
+
+def _empty_pairs() -> pl.DataFrame:
+    return pl.DataFrame(schema=store_sql.PAIRS_FRAME)
+
+
+def _pairs(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The two association columns as strings, each pair once; nulls are refused."""
+    missing = [column for column in store_sql.PAIRS_FRAME if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} frame lacks columns {missing}")
+    pairs = frame.select(list(store_sql.PAIRS_FRAME)).cast(store_sql.PAIRS_FRAME)
+    if pairs.null_count().sum_horizontal().item():
+        raise ValueError(f"{name} frame has null catalog_query_uuid or content_key")
+    # Sorted, so that the database's own sort before the index inserts has little left to do.
+    return pairs.unique().sort(list(store_sql.PAIRS_FRAME))

@@ -1,0 +1,346 @@
+"""The SQL text of the catalog store (see store.py), in one place.
+
+Shared statements use `?` placeholders, which the PostgreSQL backend turns into psycopg2's `%s`,
+so none of them may contain a `%`. Every value is bound; nothing here is ever formatted.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+CREATE_SCHEMA_VERSION = """
+CREATE TABLE IF NOT EXISTS catalog_schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at TIMESTAMP NOT NULL
+)"""
+SELECT_SCHEMA_VERSIONS = "SELECT version FROM catalog_schema_version"
+SCHEMA_VERSION_TABLE_EXISTS = """
+SELECT count(*) FROM information_schema.tables
+WHERE table_name = 'catalog_schema_version' AND table_schema = current_schema()"""
+INSERT_SCHEMA_VERSION = "INSERT INTO catalog_schema_version (version, applied_at) VALUES (?, ?)"
+
+# Each version's statements run once, in order, in one transaction with its version row.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE IF NOT EXISTS content_metadata (
+            content_key TEXT PRIMARY KEY,
+            content_type TEXT NOT NULL,
+            parent_content_key TEXT,
+            content_uuid TEXT,
+            json_metadata TEXT NOT NULL,
+            source_modified TIMESTAMP,
+            content_hash TEXT NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            deleted_at TIMESTAMP
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS catalog_query (
+            uuid TEXT PRIMARY KEY,
+            title TEXT,
+            content_filter TEXT NOT NULL,
+            filter_hash TEXT NOT NULL,
+            is_valid BOOLEAN NOT NULL,
+            error TEXT,
+            warnings TEXT NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS enterprise_catalog (
+            uuid TEXT PRIMARY KEY,
+            title TEXT,
+            enterprise_uuid TEXT,
+            catalog_query_uuid TEXT
+        )""",
+        """
+        CREATE TABLE IF NOT EXISTS catalog_query_content (
+            catalog_query_uuid TEXT,
+            content_key TEXT,
+            added_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (catalog_query_uuid, content_key)
+        )""",
+        "CREATE SEQUENCE IF NOT EXISTS event_dead_letter_id_seq",
+        """
+        CREATE TABLE IF NOT EXISTS event_dead_letter (
+            id BIGINT PRIMARY KEY DEFAULT nextval('event_dead_letter_id_seq'),
+            topic TEXT,
+            partition INTEGER,
+            "offset" BIGINT,
+            key BYTEA,
+            headers TEXT,
+            value BYTEA,
+            error TEXT NOT NULL,
+            received_at TIMESTAMP NOT NULL,
+            replayed_at TIMESTAMP
+        )""",
+    ),
+}
+
+# Staging tables: filled by the backend's bulk load, read by one set-based statement, dropped
+# before the transaction ends. Each frame's columns are in the order of its table's columns.
+STAGE_DDL = {
+    "stage_content": """
+        CREATE TEMP TABLE stage_content (
+            content_key TEXT, content_type TEXT, parent_content_key TEXT, content_uuid TEXT,
+            json_metadata TEXT, source_modified TIMESTAMP, content_hash TEXT
+        )""",
+    "stage_keys": "CREATE TEMP TABLE stage_keys (content_key TEXT)",
+    "stage_adds": "CREATE TEMP TABLE stage_adds (catalog_query_uuid TEXT, content_key TEXT)",
+    "stage_removes": "CREATE TEMP TABLE stage_removes (catalog_query_uuid TEXT, content_key TEXT)",
+    "stage_queries": """
+        CREATE TEMP TABLE stage_queries (
+            uuid TEXT, title TEXT, content_filter TEXT, filter_hash TEXT, is_valid BOOLEAN,
+            error TEXT, warnings TEXT
+        )""",
+    "stage_catalogs": """
+        CREATE TEMP TABLE stage_catalogs (
+            uuid TEXT, title TEXT, enterprise_uuid TEXT, catalog_query_uuid TEXT
+        )""",
+}
+STAGE_DROP = {
+    "stage_content": "DROP TABLE IF EXISTS stage_content",
+    "stage_keys": "DROP TABLE IF EXISTS stage_keys",
+    "stage_adds": "DROP TABLE IF EXISTS stage_adds",
+    "stage_removes": "DROP TABLE IF EXISTS stage_removes",
+    "stage_queries": "DROP TABLE IF EXISTS stage_queries",
+    "stage_catalogs": "DROP TABLE IF EXISTS stage_catalogs",
+}
+CONTENT_FRAME = {
+    "content_key": pl.String,
+    "content_type": pl.String,
+    "parent_content_key": pl.String,
+    "content_uuid": pl.String,
+    "json_metadata": pl.String,
+    "source_modified": pl.Datetime("us"),
+    "content_hash": pl.String,
+}
+KEYS_FRAME = {"content_key": pl.String}
+PAIRS_FRAME = {"catalog_query_uuid": pl.String, "content_key": pl.String}
+QUERIES_FRAME = {
+    "uuid": pl.String,
+    "title": pl.String,
+    "content_filter": pl.String,
+    "filter_hash": pl.String,
+    "is_valid": pl.Boolean,
+    "error": pl.String,
+    "warnings": pl.String,
+}
+CATALOGS_FRAME = {
+    "uuid": pl.String,
+    "title": pl.String,
+    "enterprise_uuid": pl.String,
+    "catalog_query_uuid": pl.String,
+}
+
+# Content ----------------------------------------------------------------------------------
+
+SELECT_CONTENT_STATE = """
+SELECT content_key, content_hash, source_modified, deleted_at IS NOT NULL
+FROM content_metadata"""
+SELECT_LIVE_CONTENT = """
+SELECT content_key, json_metadata FROM content_metadata WHERE deleted_at IS NULL"""
+SELECT_CONTENT = """
+SELECT content_key, content_type, parent_content_key, content_uuid, json_metadata,
+       source_modified, content_hash, updated_at, deleted_at
+FROM content_metadata WHERE content_key = ?"""
+SELECT_STAGED_EXISTING = """
+SELECT c.content_key
+FROM content_metadata c JOIN stage_content s ON s.content_key = c.content_key"""
+SELECT_STAGED_STORED_MODIFIED = """
+SELECT c.content_key, c.source_modified
+FROM content_metadata c JOIN stage_content s ON s.content_key = c.content_key"""
+# The stale guard and the unchanged check live in the WHERE of the conflict update, so they hold
+# against whatever another writer committed in the meantime; RETURNING names the rows written.
+UPSERT_STAGED_CONTENT = """
+INSERT INTO content_metadata (
+    content_key, content_type, parent_content_key, content_uuid, json_metadata,
+    source_modified, content_hash, updated_at, deleted_at
+)
+SELECT content_key, content_type, parent_content_key, content_uuid, json_metadata,
+       source_modified, content_hash, CAST(? AS TIMESTAMP), NULL
+FROM stage_content
+ON CONFLICT (content_key) DO UPDATE SET
+    content_type = excluded.content_type,
+    parent_content_key = excluded.parent_content_key,
+    content_uuid = excluded.content_uuid,
+    json_metadata = excluded.json_metadata,
+    source_modified = excluded.source_modified,
+    content_hash = excluded.content_hash,
+    updated_at = excluded.updated_at,
+    deleted_at = NULL
+WHERE (
+        content_metadata.source_modified IS NULL
+        OR excluded.source_modified IS NULL
+        OR excluded.source_modified >= content_metadata.source_modified
+    )
+    AND (
+        content_metadata.content_hash <> excluded.content_hash
+        OR content_metadata.deleted_at IS NOT NULL
+    )
+RETURNING content_key"""
+TOMBSTONE_STAGED_KEYS = """
+UPDATE content_metadata SET deleted_at = ?, updated_at = ?
+WHERE deleted_at IS NULL AND content_key IN (SELECT content_key FROM stage_keys)
+RETURNING content_key"""
+TOMBSTONE_ONE = """
+UPDATE content_metadata
+SET deleted_at = ?, updated_at = ?,
+    source_modified = COALESCE(CAST(? AS TIMESTAMP), source_modified)
+WHERE content_key = ? AND deleted_at IS NULL
+  AND (
+      source_modified IS NULL
+      OR CAST(? AS TIMESTAMP) IS NULL
+      OR CAST(? AS TIMESTAMP) >= source_modified
+  )"""
+
+# Catalog queries --------------------------------------------------------------------------
+
+SELECT_QUERIES = """
+SELECT uuid, title, content_filter, filter_hash, is_valid, error, warnings, updated_at
+FROM catalog_query ORDER BY uuid"""
+DELETE_CONTENT_OF_UNSTAGED_QUERIES = """
+DELETE FROM catalog_query_content
+WHERE catalog_query_uuid IN (
+    SELECT q.uuid FROM catalog_query q
+    WHERE NOT EXISTS (SELECT 1 FROM stage_queries s WHERE s.uuid = q.uuid)
+)"""
+DELETE_UNSTAGED_QUERIES = """
+DELETE FROM catalog_query
+WHERE NOT EXISTS (SELECT 1 FROM stage_queries s WHERE s.uuid = catalog_query.uuid)"""
+UPSERT_STAGED_QUERIES = """
+INSERT INTO catalog_query (
+    uuid, title, content_filter, filter_hash, is_valid, error, warnings, updated_at
+)
+SELECT uuid, title, content_filter, filter_hash, is_valid, error, warnings, CAST(? AS TIMESTAMP)
+FROM stage_queries
+ON CONFLICT (uuid) DO UPDATE SET
+    title = excluded.title,
+    content_filter = excluded.content_filter,
+    filter_hash = excluded.filter_hash,
+    is_valid = excluded.is_valid,
+    error = excluded.error,
+    warnings = excluded.warnings,
+    updated_at = excluded.updated_at
+WHERE catalog_query.title IS DISTINCT FROM excluded.title
+   OR catalog_query.content_filter <> excluded.content_filter
+   OR catalog_query.filter_hash <> excluded.filter_hash
+   OR catalog_query.is_valid <> excluded.is_valid
+   OR catalog_query.error IS DISTINCT FROM excluded.error
+   OR catalog_query.warnings <> excluded.warnings"""
+SELECT_CATALOGS = """
+SELECT uuid, title, enterprise_uuid, catalog_query_uuid FROM enterprise_catalog ORDER BY uuid"""
+DELETE_UNSTAGED_CATALOGS = """
+DELETE FROM enterprise_catalog
+WHERE NOT EXISTS (SELECT 1 FROM stage_catalogs s WHERE s.uuid = enterprise_catalog.uuid)"""
+UPSERT_STAGED_CATALOGS = """
+INSERT INTO enterprise_catalog (uuid, title, enterprise_uuid, catalog_query_uuid)
+SELECT uuid, title, enterprise_uuid, catalog_query_uuid FROM stage_catalogs
+ON CONFLICT (uuid) DO UPDATE SET
+    title = excluded.title,
+    enterprise_uuid = excluded.enterprise_uuid,
+    catalog_query_uuid = excluded.catalog_query_uuid
+WHERE enterprise_catalog.title IS DISTINCT FROM excluded.title
+   OR enterprise_catalog.enterprise_uuid IS DISTINCT FROM excluded.enterprise_uuid
+   OR enterprise_catalog.catalog_query_uuid IS DISTINCT FROM excluded.catalog_query_uuid"""
+
+# Associations -----------------------------------------------------------------------------
+
+SELECT_ASSOCIATIONS = "SELECT catalog_query_uuid, content_key FROM catalog_query_content"
+DELETE_STAGED_REMOVES = """
+DELETE FROM catalog_query_content
+USING stage_removes s
+WHERE catalog_query_content.catalog_query_uuid = s.catalog_query_uuid
+  AND catalog_query_content.content_key = s.content_key"""
+# The anti-join skips pairs already there without a conflict check each (re-applying a full set
+# of adds is then cheap), the order makes the index inserts local, and ON CONFLICT covers pairs
+# another writer adds meanwhile.
+INSERT_STAGED_ADDS = """
+INSERT INTO catalog_query_content (catalog_query_uuid, content_key, added_at)
+SELECT s.catalog_query_uuid, s.content_key, CAST(? AS TIMESTAMP)
+FROM stage_adds s
+WHERE NOT EXISTS (
+    SELECT 1 FROM catalog_query_content c
+    WHERE c.catalog_query_uuid = s.catalog_query_uuid AND c.content_key = s.content_key
+)
+ORDER BY s.catalog_query_uuid, s.content_key
+ON CONFLICT DO NOTHING"""
+SELECT_QUERIES_OF_CONTENT = """
+SELECT catalog_query_uuid, added_at FROM catalog_query_content WHERE content_key = ?"""
+DELETE_PAIR = """
+DELETE FROM catalog_query_content WHERE catalog_query_uuid = ? AND content_key = ?"""
+INSERT_PAIR = """
+INSERT INTO catalog_query_content (catalog_query_uuid, content_key, added_at)
+VALUES (?, ?, ?) ON CONFLICT DO NOTHING"""
+
+# Lookups ----------------------------------------------------------------------------------
+
+SELECT_CATALOGS_FOR = """
+SELECT ec.uuid, ec.title, ec.enterprise_uuid, a.catalog_query_uuid, q.title
+FROM catalog_query_content a
+LEFT JOIN catalog_query q ON q.uuid = a.catalog_query_uuid
+LEFT JOIN enterprise_catalog ec ON ec.catalog_query_uuid = a.catalog_query_uuid
+WHERE a.content_key = ?
+ORDER BY a.catalog_query_uuid, ec.uuid"""
+SELECT_CONTENTS_OF = """
+SELECT a.content_key, c.content_type, c.json_metadata, c.deleted_at IS NOT NULL
+FROM catalog_query_content a
+LEFT JOIN content_metadata c ON c.content_key = a.content_key
+WHERE a.catalog_query_uuid = ?
+   OR a.catalog_query_uuid IN (SELECT catalog_query_uuid FROM enterprise_catalog WHERE uuid = ?)"""
+
+# Dead letters -----------------------------------------------------------------------------
+
+INSERT_DEAD_LETTER = """
+INSERT INTO event_dead_letter (
+    topic, partition, "offset", key, headers, value, error, received_at, replayed_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+SELECT_DEAD_LETTERS = """
+SELECT topic, partition, "offset", key, headers, value, error, received_at, replayed_at, id
+FROM event_dead_letter
+WHERE replayed_at IS NULL OR CAST(? AS BOOLEAN)
+ORDER BY id"""
+MARK_DEAD_LETTER_REPLAYED = """
+UPDATE event_dead_letter SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL"""
+
+
+# DuckDB only -----------------------------------------------------------------------------
+
+DUCK_COUNT_PAIRS = "SELECT count(*) FROM catalog_query_content"
+DUCK_PAIRS_TABLE_DDL = """
+SELECT sql FROM duckdb_tables()
+WHERE table_name = 'catalog_query_content'
+  AND database_name = current_database() AND schema_name = current_schema()"""
+DUCK_PAIRS_INDEX_DDL = """
+SELECT sql FROM duckdb_indexes()
+WHERE table_name = 'catalog_query_content' AND sql IS NOT NULL
+  AND database_name = current_database() AND schema_name = current_schema()"""
+DUCK_KEEP_PAIRS = """
+CREATE TEMP TABLE keep_pairs AS
+SELECT c.* FROM catalog_query_content c
+WHERE NOT EXISTS (
+    SELECT 1 FROM stage_removes s
+    WHERE s.catalog_query_uuid = c.catalog_query_uuid AND s.content_key = c.content_key
+)"""
+DUCK_COUNT_KEEP_PAIRS = "SELECT count(*) FROM keep_pairs"
+DUCK_DROP_PAIRS = "DROP TABLE catalog_query_content"
+DUCK_RESTORE_PAIRS = """
+INSERT INTO catalog_query_content
+SELECT * FROM keep_pairs ORDER BY catalog_query_uuid, content_key"""
+DUCK_DROP_KEEP_PAIRS = "DROP TABLE IF EXISTS keep_pairs"
+
+# PostgreSQL only -------------------------------------------------------------------------
+
+# Statements that only PostgreSQL runs, per schema version: DuckDB scans a million rows faster
+# than it maintains a second index on them.
+PG_EXTRA_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE INDEX IF NOT EXISTS catalog_query_content_content_key "
+        "ON catalog_query_content (content_key)",
+    ),
+}
+PG_BULK_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+PG_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(?)"
+PG_COPY_ASSOCIATIONS_OUT = (
+    "COPY (SELECT catalog_query_uuid, content_key FROM catalog_query_content) "
+    "TO STDOUT WITH (FORMAT csv)"
+)

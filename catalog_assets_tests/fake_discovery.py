@@ -1,0 +1,512 @@
+"""A real local HTTP server speaking the course-discovery contract, with fault injection.
+
+Tests and benchmarks point a real ``DiscoveryClient`` (real ``requests``, real sockets) at it, so
+they exercise paging, auth, retries and reply parsing end to end instead of a mock's idea of
+them. The served content is mutable while it runs, so a test can change the source between runs.
+
+    with FakeDiscovery(documents, full_records) as fake:
+        client = DiscoveryClient(fake.api_url, fake.oauth2_url, fake.client_id, fake.client_secret)
+        fake.fail_next("/api/v1/search/all/", 503, times=2)
+        client.crawl()
+
+Paging slices a list and lookups go through dict indexes, so tens of thousands of documents and
+hundreds of requests stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+API_PREFIX = "/api/v1/"
+TOKEN_PATH = "/oauth2/access_token"
+SEARCH_PATH = API_PREFIX + "search/all/"
+COURSES_PATH = API_PREFIX + "courses/"
+PROGRAMS_PATH = API_PREFIX + "programs/"
+MAX_KEYS = 50
+DEFAULT_LIMIT = 20
+DEFAULT_PAGE_SIZE = 20
+
+Reply = tuple[int, Any, dict[str, str]]
+
+
+class LoggedRequest(NamedTuple):
+    """One served request. ``status`` is None when the fake dropped the connection."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    token: str | None
+    status: int | None
+
+
+@dataclass
+class _Fault:
+    path_prefix: str
+    remaining: int
+    status: int | None = None
+    body: bytes | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    disconnect: bool = False
+
+
+def _content_key(document: Mapping[str, Any]) -> str:
+    key = document.get("key") or document.get("uuid")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"document has neither key nor uuid: {document!r:.200}")
+    return key
+
+
+def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int | None:
+    """A positive integer query parameter, or None when it is malformed."""
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[-1])
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+class FakeDiscovery:
+    """course-discovery and its OAuth2 token endpoint on 127.0.0.1, on a free port."""
+
+    client_id = "fake-discovery-client"
+    client_secret = "fake-discovery-secret"
+
+    def __init__(
+        self,
+        documents: Iterable[Mapping[str, Any]] = (),
+        full_records: Mapping[str, Mapping[str, Any]] | None = None,
+        token_ttl: int = 3600,
+    ) -> None:
+        self.token_ttl = token_ttl
+        self._lock = threading.Lock()
+        self._documents: list[dict[str, Any]] = []
+        self._by_key: dict[str, dict[str, Any]] = {}
+        self._by_uuid: dict[str, dict[str, Any]] = {}
+        self._set_documents_locked([dict(doc) for doc in documents])
+        self._full: dict[str, dict[str, Any]] = {
+            key: dict(record) for key, record in (full_records or {}).items()
+        }
+        self._tokens: dict[str, float] = {}
+        self.tokens_issued = 0
+        self._faults: list[_Fault] = []
+        self._page_shifts: dict[int, int] = {}
+        self._fail_from: tuple[int, int] | None = None
+        self.requests: list[tuple[str, str]] = []
+        self.request_log: list[LoggedRequest] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FakeDiscovery:
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeDiscovery:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeDiscovery is not running; use it as a context manager")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}{API_PREFIX}"
+
+    @property
+    def oauth2_url(self) -> str:
+        return f"{self.base_url}/oauth2"
+
+    # -- content (mutable while running) --------------------------------------------------------
+
+    def set_documents(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        """Replace every search document (served in this order)."""
+        copies = [dict(doc) for doc in documents]
+        with self._lock:
+            self._set_documents_locked(copies)
+
+    def upsert_documents(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        """Replace documents in place by content key; append the new ones at the end."""
+        updates = {_content_key(doc): dict(doc) for doc in documents}
+        with self._lock:
+            merged = [updates.pop(_content_key(doc), doc) for doc in self._documents]
+            self._set_documents_locked(merged + list(updates.values()))
+
+    def remove_documents(self, content_keys: Iterable[str]) -> None:
+        gone = set(content_keys)
+        with self._lock:
+            kept = [doc for doc in self._documents if _content_key(doc) not in gone]
+            self._set_documents_locked(kept)
+
+    def documents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._documents)
+
+    def set_full_records(self, full_records: Mapping[str, Mapping[str, Any]]) -> None:
+        copies = {key: dict(record) for key, record in full_records.items()}
+        with self._lock:
+            self._full = copies
+
+    def upsert_full_records(self, full_records: Mapping[str, Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._full = {**self._full, **{k: dict(v) for k, v in full_records.items()}}
+
+    def remove_full_records(self, content_keys: Iterable[str]) -> None:
+        gone = set(content_keys)
+        with self._lock:
+            self._full = {k: v for k, v in self._full.items() if k not in gone}
+
+    def _set_documents_locked(self, documents: list[dict[str, Any]]) -> None:
+        # Copy-on-write: handlers grab references under the lock and then read without it.
+        self._documents = documents
+        self._by_key = {doc["key"]: doc for doc in documents if doc.get("key")}
+        self._by_uuid = {doc["uuid"]: doc for doc in documents if doc.get("uuid")}
+
+    # -- fault injection ------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        path_prefix: str,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests under ``path_prefix`` with ``status``.
+
+        Rules queue up in order, so ``fail_next(p, 429)`` then ``fail_next(p, 503)`` gives a 429
+        and then a 503. ``body`` replaces the default JSON error body.
+        """
+        raw = body.encode() if isinstance(body, str) else body
+        self._add_fault(_Fault(path_prefix, times, status, raw, retry_after))
+
+    def malformed_next(self, path_prefix: str, body: bytes | str = b"<html>oops</html>") -> None:
+        """Answer the next request under ``path_prefix`` with a 200 that is not the contract."""
+        self.fail_next(path_prefix, 200, body=body)
+
+    def disconnect_next(self, path_prefix: str, times: int = 1) -> None:
+        """Close the connection without replying (the client sees a connection error)."""
+        self._add_fault(_Fault(path_prefix, times, disconnect=True))
+
+    def delay_next(self, path_prefix: str, seconds: float, times: int = 1) -> None:
+        """Wait ``seconds`` before answering normally (to trigger client read timeouts)."""
+        self._add_fault(_Fault(path_prefix, times, delay=seconds))
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far: discovery answers 401 until a new one."""
+        with self._lock:
+            self._tokens.clear()
+
+    def duplicate_on_page(self, page: int, count: int) -> None:
+        """From search page ``page`` on, repeat the last ``count`` items of the page before.
+
+        This is what items inserted before the crawl position do to offset paging.
+        """
+        self._shift_pages(page, count)
+
+    def skip_on_page(self, page: int, count: int) -> None:
+        """From search page ``page`` on, skip ``count`` items (as deletions mid-crawl do)."""
+        self._shift_pages(page, -count)
+
+    def fail_from_page(self, page: int, status: int = 500) -> None:
+        """Answer ``GET search/all`` with ``status`` for ``page`` and every later page."""
+        with self._lock:
+            self._fail_from = (page, status)
+
+    def reset_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._page_shifts.clear()
+            self._fail_from = None
+
+    def _add_fault(self, fault: _Fault) -> None:
+        if fault.remaining < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._faults.append(fault)
+
+    def _shift_pages(self, page: int, shift: int) -> None:
+        if page < 2:
+            raise ValueError("page shifts apply from page 2 on")
+        with self._lock:
+            self._page_shifts[page] = self._page_shifts.get(page, 0) + shift
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if path.startswith(fault.path_prefix):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # -- observation ----------------------------------------------------------------------------
+
+    def count(self, method: str, path: str) -> int:
+        """How many ``method`` requests were served for exactly ``path``."""
+        with self._lock:
+            return sum(1 for entry in self.requests if entry == (method, path))
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.request_log.clear()
+
+    # -- request handling -----------------------------------------------------------------------
+
+    def _handle(self, handler: _Handler, method: str) -> None:
+        split = urlsplit(handler.path)
+        path = split.path
+        query = parse_qs(split.query, keep_blank_values=True)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        authorization = handler.headers.get("Authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        token_or_none = token.strip() if scheme == "JWT" and token.strip() else None
+
+        fault = self._take_fault(path)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.disconnect:
+            self._record(LoggedRequest(method, path, query, token_or_none, None))
+            handler.close_connection = True
+            return
+        if fault is not None and fault.status is not None:
+            payload: Any = fault.body
+            if payload is None:
+                payload = {"detail": f"injected failure {fault.status}"}
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            status, reply_headers = fault.status, headers
+        else:
+            try:
+                status, payload, reply_headers = self._route(
+                    method, path, query, body, token_or_none
+                )
+            except Exception as exc:  # a fake bug: make it visible to the test, not a hang
+                status, payload, reply_headers = 500, {"detail": f"fake error: {exc!r}"}, {}
+        # Log before replying, so a test that has its reply always sees its log entry.
+        self._record(LoggedRequest(method, path, query, token_or_none, status))
+        _reply(handler, status, payload, reply_headers)
+
+    def _record(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self.requests.append((entry.method, entry.path))
+            self.request_log.append(entry)
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        token: str | None,
+    ) -> Reply:
+        if path == TOKEN_PATH:
+            return self._issue_token(body) if method == "POST" else _error(405)
+        if not path.startswith(API_PREFIX):
+            return _error(404, "Not found.")
+        if not self._token_valid(token):
+            return _error(401, "Invalid or expired token.")
+        if path == SEARCH_PATH and method == "GET":
+            return self._search_page(query)
+        if path == SEARCH_PATH and method == "POST":
+            return self._search_filtered(query, body)
+        if path == COURSES_PATH and method == "GET":
+            return self._full_records(path, query, "keys")
+        if path == PROGRAMS_PATH and method == "GET":
+            return self._full_records(path, query, "uuids")
+        if path in (SEARCH_PATH, COURSES_PATH, PROGRAMS_PATH):
+            return _error(405)
+        return _error(404, "Not found.")
+
+    def _issue_token(self, body: bytes) -> Reply:
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}, {}
+        if form.get("token_type", "").lower() != "jwt":
+            return 400, {"error": "invalid_request", "error_description": "token_type=jwt"}, {}
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return 401, {"error": "invalid_client"}, {}
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = time.monotonic()
+            self.tokens_issued += 1
+        reply = {
+            "access_token": token,
+            "expires_in": self.token_ttl,
+            "token_type": "JWT",
+            "scope": "read write email profile",
+        }
+        return 200, reply, {}
+
+    def _token_valid(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        with self._lock:
+            issued = self._tokens.get(token)
+        return issued is not None and time.monotonic() - issued < self.token_ttl
+
+    def _search_page(self, query: dict[str, list[str]]) -> Reply:
+        page = _int_param(query, "page", 1)
+        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        if not page or not size:
+            return _error(404, "Invalid page.")
+        with self._lock:
+            documents = self._documents
+            shift = sum(s for p, s in self._page_shifts.items() if p <= page)
+            fail_from = self._fail_from
+        if fail_from is not None and page >= fail_from[0]:
+            return _error(fail_from[1], f"injected failure from page {fail_from[0]}")
+        start = max(0, (page - 1) * size - shift)
+        end = max(start, page * size - shift)
+        if page > 1 and start >= len(documents):
+            return _error(404, "Invalid page.")
+        links = self._page_links(SEARCH_PATH, query, page, has_next=end < len(documents))
+        return 200, {"count": len(documents), **links, "results": documents[start:end]}, {}
+
+    def _search_filtered(self, query: dict[str, list[str]], body: bytes) -> Reply:
+        try:
+            criteria = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "body is not JSON")
+        if not isinstance(criteria, dict) or not criteria.keys() & {"key", "uuid"}:
+            return _error(400, 'expected {"key": [...]} or {"uuid": [...]}')
+        with self._lock:
+            by_key, by_uuid = self._by_key, self._by_uuid
+        matches: dict[int, dict[str, Any]] = {}  # by identity: a document matches once
+        for field, index in (("key", by_key), ("uuid", by_uuid)):
+            values = criteria.get(field, [])
+            if not isinstance(values, list):
+                return _error(400, f"{field} must be a list")
+            for value in values:
+                if isinstance(value, str) and value in index:
+                    matches[id(index[value])] = index[value]
+        results = list(matches.values())
+        page = _int_param(query, "page", 1)
+        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        if not page or not size:
+            return _error(404, "Invalid page.")
+        start, end = (page - 1) * size, page * size
+        if page > 1 and start >= len(results):
+            return _error(404, "Invalid page.")
+        links = self._page_links(SEARCH_PATH, query, page, has_next=end < len(results))
+        return 200, {"count": len(results), **links, "results": results[start:end]}, {}
+
+    def _full_records(self, path: str, query: dict[str, list[str]], param: str) -> Reply:
+        raw = query.get(param, [""])[-1]
+        keys = [key for key in raw.split(",") if key]
+        if not keys:
+            return _error(400, f"{param} is required")
+        if len(keys) > MAX_KEYS:
+            return _error(400, f"at most {MAX_KEYS} {param} per request, got {len(keys)}")
+        limit = _int_param(query, "limit", DEFAULT_LIMIT)
+        offset = _int_param(query, "offset", 0)
+        if not limit or offset is None:
+            return _error(400, "limit and offset must be non-negative integers")
+        with self._lock:
+            full = self._full
+        found = [full[key] for key in dict.fromkeys(keys) if key in full]
+        end = offset + limit
+        links = {
+            "next": self._url(path, query, limit=limit, offset=end) if end < len(found) else None,
+            "previous": (
+                self._url(path, query, limit=limit, offset=max(0, offset - limit))
+                if offset > 0
+                else None
+            ),
+        }
+        return 200, {"count": len(found), **links, "results": found[offset:end]}, {}
+
+    def _page_links(
+        self, path: str, query: dict[str, list[str]], page: int, *, has_next: bool
+    ) -> dict[str, str | None]:
+        return {
+            "next": self._url(path, query, page=page + 1) if has_next else None,
+            "previous": self._url(path, query, page=page - 1) if page > 1 else None,
+        }
+
+    def _url(self, path: str, query: dict[str, list[str]], **updates: int) -> str:
+        params: dict[str, Any] = {name: values[-1] for name, values in query.items()}
+        params.update(updates)
+        return f"{self.base_url}{path}?{urlencode(params, safe=',')}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps connections alive across a crawl's hundreds of requests.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits
+    # for the client's delayed ACK (~40 ms a request).
+    disable_nagle_algorithm = True
+    server: ThreadingHTTPServer
+
+    def do_GET(self) -> None:
+        self.server.fake._handle(self, "GET")  # type: ignore[attr-defined]
+
+    def do_POST(self) -> None:
+        self.server.fake._handle(self, "POST")  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging; ``FakeDiscovery.request_log`` records requests."""
+
+
+def _error(status: int, detail: str = "") -> Reply:
+    return status, {"detail": detail or f"HTTP {status}"}, {}
+
+
+def _reply(
+    handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]
+) -> None:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(raw)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(raw)
+    except (BrokenPipeError, ConnectionResetError):
+        # The client gave up (e.g. its read timeout fired during an injected delay).
+        handler.close_connection = True
