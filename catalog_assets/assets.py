@@ -12,6 +12,7 @@ from pydantic import Field
 
 from catalog_assets import checks
 from catalog_assets.checks import markdown_table
+from catalog_assets.event_assets import CONTENT_KEYS
 from catalog_assets.refresh import (
     GuardrailTripped,
     HoldRule,
@@ -67,6 +68,19 @@ class ContentRefreshConfig(dg.Config):
     )
 
 
+def sync_content_partitions(instance: dg.DagsterInstance, live_keys: list[str]) -> tuple[int, int]:
+    """Keep one ``content_keys`` partition per live content key: add new, drop tombstoned."""
+    existing = set(instance.get_dynamic_partitions(CONTENT_KEYS.name))
+    live = set(live_keys)
+    added = sorted(live - existing)
+    if added:
+        instance.add_dynamic_partitions(CONTENT_KEYS.name, added)
+    removed = sorted(existing - live)
+    for key in removed:
+        instance.delete_dynamic_partition(CONTENT_KEYS.name, key)
+    return len(added), len(removed)
+
+
 @dg.asset(group_name=GROUP, check_specs=[checks.NO_DUPLICATE_SOURCE_KEYS])
 def content_metadata(
     context: dg.AssetExecutionContext,
@@ -91,6 +105,9 @@ def content_metadata(
             )
         except GuardrailTripped as tripped:
             raise dg.Failure(description=str(tripped), allow_retries=False) from tripped
+        with timer.phase("partitions"):
+            live = [key for key, state in store.content_state().items() if not state.deleted]
+            partitions_added, partitions_removed = sync_content_partitions(context.instance, live)
     written = report.written
     for problem in report.rejected[:20]:
         context.log.warning(f"content document skipped: {problem}")
@@ -106,6 +123,8 @@ def content_metadata(
             "tombstoned": len(written.tombstoned),
             "stale_skipped": len(written.stale),
             "rejected_documents": len(report.rejected),
+            "partitions_added": partitions_added,
+            "partitions_removed": partitions_removed,
             "source_requests": report.request_count,
             "seconds": report.timings,
             "changes_preview": dg.MetadataValue.md(

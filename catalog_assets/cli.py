@@ -92,6 +92,111 @@ def run_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolved(name: str):
+    """One of the environment's resources, its EnvVar settings resolved."""
+    from catalog_assets.resources import build_resources
+
+    return build_resources(os.environ)[name].process_config_and_initialize()
+
+
+def dead_letters(args: argparse.Namespace) -> int:
+    """List dead-lettered events, or replay them once their cause is fixed."""
+    from datetime import UTC, datetime
+
+    from catalog_assets import dead_letters as letters
+    from catalog_assets.events import SchemaRegistry
+
+    with _resolved("catalog_store").open() as store:
+        if args.action == "list":
+            rows = [
+                {
+                    "id": d.id,
+                    "topic": d.topic,
+                    "partition": d.partition,
+                    "offset": d.offset,
+                    "received_at": d.received_at.isoformat(),
+                    "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
+                    "error": d.error,
+                }
+                for d in store.dead_letters(include_replayed=args.all)
+            ]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            elif rows:
+                _print_rows(rows, ("id", "topic", "partition", "offset", "received_at", "error"))
+            else:
+                print("No dead letters.")
+            return 0
+        registry_url = os.environ.get("KAFKA_SCHEMA_REGISTRY_URL")
+        report = letters.replay(
+            store,
+            _resolved("content_source"),
+            datetime.now(UTC).replace(tzinfo=None),
+            ids=args.ids or None,
+            registry=SchemaRegistry(registry_url) if registry_url else None,
+        )
+    for line in report:
+        print(f"dead letter {line.id}: {line.outcome}")
+    return 0 if all(line.outcome.startswith("applied") for line in report) else 1
+
+
+def broker(args: argparse.Namespace) -> int:
+    """Run a local Kafka-compatible broker (Tansu) for development, until Ctrl-C."""
+    from catalog_assets.broker import main_broker
+
+    return main_broker(args.port)
+
+
+def publish(args: argparse.Namespace) -> int:
+    """Publish one test content event to KAFKA_BOOTSTRAP_SERVERS, in either format."""
+    from confluent_kafka import Producer
+
+    from catalog_assets.broker import kafka_config
+    from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
+
+    if args.format == "openedx":
+        topic = args.topic or "course-catalog-info-changed"
+        value, headers = encode_openedx_catalog_info_changed(args.content_key)
+        key = args.content_key.encode()
+    else:
+        topic = args.topic or "content-metadata-changed"
+        metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else None
+        event_type = "content.deleted" if args.delete else "content.upserted"
+        key, value = encode_json_event(
+            args.content_key, args.content_type, event_type=event_type, metadata=metadata
+        )
+        headers = None
+    producer = Producer(kafka_config(os.environ))
+    producer.produce(topic, key=key, value=value, headers=headers)
+    if producer.flush(15):
+        print(f"could not deliver to {topic} within 15 s", file=sys.stderr)
+        return 1
+    print(f"published a {args.format} event for {args.content_key} to {topic}")
+    return 0
+
+
+def replay_events(args: argparse.Namespace) -> int:
+    """Rewind the sensor's cursor to a point in time; the events after it are applied again."""
+    from datetime import datetime
+
+    from sensors.replay import current_cursor, rewind_cursor
+
+    since = datetime.fromisoformat(args.since)
+    with _local_instance() as instance:
+        current = current_cursor(instance, args.sensor)
+    cursor = rewind_cursor(os.environ, since, topics=args.topic or None, current=current)
+    print(f"cursor for {args.sensor}: {cursor}")
+    command = ["dagster", "sensor", "cursor", args.sensor, "--set", cursor]
+    command += ["-m", "catalog_assets.definitions"]
+    if args.dry_run:
+        print("dry run; to apply: " + " ".join(command))
+        return 0
+    import subprocess
+
+    done = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]])
+    return done.returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +206,33 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(argument)
         command.add_argument("--json", action="store_true", help="machine-readable output")
         command.set_defaults(handler=run_lookup)
+
+    letters = commands.add_parser("dead-letters", help=dead_letters.__doc__)
+    letters.add_argument("action", choices=("list", "replay"))
+    letters.add_argument("ids", nargs="*", type=int, help="replay only these ids")
+    letters.add_argument("--all", action="store_true", help="list replayed ones too")
+    letters.add_argument("--json", action="store_true", help="machine-readable output")
+    letters.set_defaults(handler=dead_letters)
+
+    local_broker = commands.add_parser("broker", help=broker.__doc__)
+    local_broker.add_argument("--port", type=int, default=None, help="default: a free port")
+    local_broker.set_defaults(handler=broker)
+
+    event = commands.add_parser("publish", help=publish.__doc__)
+    event.add_argument("content_key", help="a content key, or a course-run key for openedx")
+    event.add_argument("--format", choices=("json", "openedx"), default="json")
+    event.add_argument("--content-type", default="course")
+    event.add_argument("--delete", action="store_true", help="a content.deleted event (json)")
+    event.add_argument("--metadata", help="JSON file with the full record (json)")
+    event.add_argument("--topic", help="default: the format's default topic")
+    event.set_defaults(handler=publish)
+
+    replay = commands.add_parser("replay", help=replay_events.__doc__)
+    replay.add_argument("--since", required=True, help="ISO 8601 time, e.g. 2026-11-27T10:00Z")
+    replay.add_argument("--topic", action="append", help="only these topics (repeatable)")
+    replay.add_argument("--sensor", default="content_events_sensor")
+    replay.add_argument("--dry-run", action="store_true", help="print the cursor only")
+    replay.set_defaults(handler=replay_events)
     return parser
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -642,11 +643,23 @@ class DuckDBCatalogStore(SqlCatalogStore):
     # At least this many removes, and at least a tenth of the table, rebuild the table.
     REBUILD_MIN_REMOVES = 20_000
 
+    # DuckDB lets one process open a file at a time; another run (an event-lane run next to a
+    # refresh) waits its turn for up to this long rather than failing at once.
+    LOCK_WAIT_SECONDS = 120.0
+
     def __init__(self, path: str) -> None:
         import duckdb
 
         self.path = path
-        self._con = duckdb.connect(path)
+        deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
+        while True:
+            try:
+                self._con = duckdb.connect(path)
+                return
+            except duckdb.IOException as error:
+                if "lock" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self._con.close()

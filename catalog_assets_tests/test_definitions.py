@@ -18,17 +18,22 @@ from catalog_assets.sources import DiscoveryContentSource, SampleContentSource
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_definitions_hold_the_bulk_lane_job_schedule_and_checks(monkeypatch):
+def test_definitions_hold_both_lanes_job_schedule_sensor_and_checks(monkeypatch):
     monkeypatch.setenv("FULL_REFRESH_CRON", "15 2 * * *")
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     definitions = defs()
     assert isinstance(definitions, dg.Definitions)
     dg.Definitions.validate_loadable(definitions)
     graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"catalog_queries", "content_metadata", "catalog_content_associations"}
-    assert {graph.get(dg.AssetKey(k)).group_name for k in keys} == {"catalog"}
+    bulk = {"catalog_queries", "content_metadata", "catalog_content_associations"}
+    assert keys == {*bulk, "content_item"}
+    assert {graph.get(dg.AssetKey(k)).group_name for k in bulk} == {"catalog"}
+    assert graph.get(dg.AssetKey("content_item")).partitions_def.name == "content_keys"
+    sensor = definitions.resolve_sensor_def("content_events_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # no Kafka configured here
     job = definitions.resolve_job_def("full_refresh")
-    assert {n.name for n in job.nodes} >= keys
+    assert {n.name for n in job.nodes} >= bulk
     schedule = definitions.resolve_schedule_def("full_refresh_schedule")
     assert schedule.cron_schedule == "15 2 * * *"
     check_names = {key.name for key in graph.asset_check_keys}

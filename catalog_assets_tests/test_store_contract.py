@@ -5,6 +5,8 @@ Every test taking `store` runs once per backend (see conftest.py).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -606,3 +608,22 @@ def test_concurrent_writers_end_with_the_newer_record(
             assert two_result.stale == ["k"]  # type: ignore[union-attr]
         else:
             assert two_result.inserted + two_result.updated == ["k"]  # type: ignore[union-attr]
+
+
+def test_duckdb_waits_for_another_process_to_release_the_file(tmp_path):
+    """DuckDB allows one process per file: a second opener waits instead of failing."""
+    path = tmp_path / "catalog.duckdb"
+    holder = open_store(f"duckdb:///{path}")
+    code = (
+        "import time, sys\n"
+        "from catalog_assets.store import open_store\n"
+        "started = time.monotonic()\n"
+        f"with open_store('duckdb:///{path}') as store: store.ensure_schema()\n"
+        "print(round(time.monotonic() - started, 1))\n"
+    )
+    waiter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert waiter.poll() is None  # still waiting for the lock
+    holder.close()
+    out, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and float(out) >= 1.0

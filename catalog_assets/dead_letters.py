@@ -1,0 +1,114 @@
+"""Dead letters: events that could not be used, kept with their raw bytes, and replayed.
+
+The sensor stores a message here instead of blocking the topic on it; once the cause is fixed
+(a schema bundled, a producer corrected, a bug fixed), ``replay`` decodes the stored bytes again
+and applies what now decodes through the event lane, marking those replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from catalog_assets.event_lane import ContentUpdate, apply_updates
+from catalog_assets.events import BadEvent, ContentEvent, RawMessage, SchemaRegistry, decode
+from catalog_assets.sources import ContentSource
+from catalog_assets.store import CatalogStore, DeadLetter
+
+
+def headers_json(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
+    """Headers as JSON text, values base64 so that any bytes survive for a replay."""
+    if headers is None:
+        return None
+    return json.dumps(
+        [
+            [name, None if value is None else base64.b64encode(value).decode()]
+            for name, value in headers
+        ]
+    )
+
+
+def headers_from_json(text: str | None) -> list[tuple[str, bytes | None]] | None:
+    if text is None:
+        return None
+    return [(name, None if v is None else base64.b64decode(v)) for name, v in json.loads(text)]
+
+
+def dead_letter(message: RawMessage, error: str, now: datetime) -> DeadLetter:
+    return DeadLetter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        headers=headers_json(message.headers),
+        value=message.value,
+        error=error,
+        received_at=now,
+    )
+
+
+def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
+    """One update per content key: its latest event (by event time, then arrival)."""
+    latest: dict[str, tuple[tuple, ContentEvent]] = {}
+    ids: dict[str, dict[str, None]] = {}
+    for arrival, event in enumerate(events):
+        order = (event.time or datetime.min, arrival)
+        if event.content_key not in latest or order >= latest[event.content_key][0]:
+            latest[event.content_key] = (order, event)
+        ids.setdefault(event.content_key, {})[event.event_id] = None
+    return [
+        ContentUpdate(
+            content_key=key,
+            content_type=event.content_type,
+            deleted=event.event_type == "content.deleted",
+            time=event.time,
+            metadata=event.metadata,
+            event_ids=tuple(ids[key]),
+        )
+        for key, (_, event) in latest.items()
+    ]
+
+
+@dataclass
+class Replayed:
+    id: int
+    outcome: str  # "applied: <keys>" or "still bad: <error>"
+
+
+def replay(
+    store: CatalogStore,
+    source: ContentSource,
+    now: datetime,
+    ids: Iterable[int] | None = None,
+    registry: SchemaRegistry | None = None,
+) -> list[Replayed]:
+    """Decode stored dead letters again; apply and mark replayed those that now decode."""
+    wanted = set(ids) if ids is not None else None
+    report, events, replayable = [], [], []
+    for letter in store.dead_letters():
+        if wanted is not None and letter.id not in wanted:
+            continue
+        message = RawMessage(
+            topic=letter.topic or "",
+            partition=letter.partition if letter.partition is not None else -1,
+            offset=letter.offset if letter.offset is not None else -1,
+            key=letter.key,
+            value=letter.value,
+            headers=headers_from_json(letter.headers),
+        )
+        try:
+            decoded = decode(message, registry)
+        except BadEvent as error:
+            report.append(Replayed(letter.id, f"still bad: {error}"))
+            continue
+        events.extend(decoded)
+        replayable.append(letter.id)
+        keys = ", ".join(event.content_key for event in decoded)
+        report.append(Replayed(letter.id, f"applied: {keys}"))
+    if events:
+        apply_updates(collapse(events), source, store, now)
+    store.mark_dead_letters_replayed(replayable, now)
+    return report

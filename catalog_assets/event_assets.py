@@ -1,0 +1,141 @@
+"""The event lane's assets: one partition per content key, applied one key or a batch per run.
+
+A trickle of events gets one run per key of the partitioned ``content_item`` asset. A burst is
+batched: the ``apply_content_events`` job applies many keys in bulk and still records a
+materialization of ``content_item`` for each key's partition, so every key's history is in the
+UI either way. An operator can pick any content key in the UI and materialize it; without run
+config the record is fetched from the content source.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from catalog_assets.event_lane import AppliedUpdate, ContentUpdate, apply_updates
+from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.sources import ContentSource
+from catalog_assets.store import DeadLetter
+
+CONTENT_KEYS = dg.DynamicPartitionsDefinition(name="content_keys")
+EVENT_GROUP = "content_events"
+
+
+class ContentUpdateConfig(dg.Config):
+    """One content key's update, as the sensor hands it to a run."""
+
+    content_key: str
+    content_type: str = ""
+    deleted: bool = False
+    time: str = Field(default="", description="ISO 8601 time of the latest event")
+    metadata_json: str = Field(default="", description="The full record; empty: fetch it")
+    event_ids: list[str] = Field(default_factory=list)
+
+
+class ContentItemConfig(dg.Config):
+    update: ContentUpdateConfig | None = Field(
+        default=None, description="From the sensor; none: fetch the record from the source"
+    )
+
+
+class ContentBatchConfig(dg.Config):
+    updates: list[ContentUpdateConfig]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _metadata(result: AppliedUpdate) -> dict:
+    return {
+        "outcome": result.outcome,
+        "catalog_queries": len(result.queries),
+        "associations_added": result.added,
+        "associations_removed": result.removed,
+        "event_ids": list(result.event_ids),
+        **({"error": result.error} if result.error else {}),
+    }
+
+
+def _apply(
+    updates: list[ContentUpdate], source: ContentSource, catalog_store: CatalogStoreResource
+) -> list[AppliedUpdate]:
+    """Apply, and keep rejected updates as dead letters so that nothing is lost."""
+    now = _utcnow()
+    with catalog_store.open() as store:
+        applied = apply_updates(updates, source, store, now)
+        by_key = {update.content_key: update for update in updates}
+        rejected = [
+            DeadLetter(
+                topic=None,
+                partition=None,
+                offset=None,
+                key=result.content_key.encode(),
+                headers=None,
+                value=json.dumps(by_key[result.content_key].to_config()).encode(),
+                error=f"update rejected: {result.error}",
+                received_at=now,
+            )
+            for result in applied
+            if result.outcome == "rejected"
+        ]
+        if rejected:
+            store.add_dead_letters(rejected)
+    return applied
+
+
+@dg.asset(partitions_def=CONTENT_KEYS, group_name=EVENT_GROUP)
+def content_item(
+    context: dg.AssetExecutionContext,
+    config: ContentItemConfig,
+    content_source: ContentSource,
+    catalog_store: CatalogStoreResource,
+) -> dg.MaterializeResult:
+    """One content key: its record upserted or tombstoned, and its catalog memberships."""
+    key = context.partition_key
+    if config.update is None:
+        update = ContentUpdate(key)
+    else:
+        update = ContentUpdate.from_config(config.update)
+        if update.content_key != key:
+            raise dg.Failure(f"run config is for {update.content_key!r}, partition is {key!r}")
+    (result,) = _apply([update], content_source, catalog_store)
+    if result.outcome == "rejected":
+        context.log.error(f"{key}: {result.error} (kept in event_dead_letter)")
+    return dg.MaterializeResult(metadata=_metadata(result))
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def apply_content_updates(
+    context: dg.OpExecutionContext,
+    config: ContentBatchConfig,
+    content_source: ContentSource,
+    catalog_store: CatalogStoreResource,
+):
+    """Apply a batch of content updates in bulk; record each key's partition materialization."""
+    updates = [ContentUpdate.from_config(update) for update in config.updates]
+    applied = _apply(updates, content_source, catalog_store)
+    outcomes: dict[str, int] = {}
+    for result in applied:
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        yield dg.AssetMaterialization(
+            asset_key=content_item.key, partition=result.content_key, metadata=_metadata(result)
+        )
+    context.log.info(f"applied {len(applied)} content updates: {outcomes}")
+
+
+@dg.job(
+    description="Apply a burst of content events in bulk (the sensor batches them here).",
+    tags={"catalog/lane": "events"},
+)
+def apply_content_events():
+    apply_content_updates()
+
+
+content_item_job = dg.define_asset_job(
+    "apply_content_item",
+    selection=[content_item],
+    description="Apply one content key's events (the sensor's trickle path).",
+    tags={"catalog/lane": "events"},
+)

@@ -1,0 +1,152 @@
+"""The event lane's work, free of Dagster: apply content updates to the store, one key or many.
+
+An update is the latest event for one content key (events within a sensor tick collapse into
+one update per key). Applying it uses the bulk lane's store operations and stale-write guard:
+take the full record from the event, or fetch it through the content source's single lookup;
+upsert it, or tombstone it when the event is a deletion or the source no longer has it; then
+evaluate every valid catalog query against what the store now holds for the key (in bulk, for
+all keys of a batch at once) and replace that key's rows in ``catalog_query_content``.
+Applying the same update twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from catalog_assets.content import content_record, parse_modified
+from catalog_assets.filters import evaluate
+from catalog_assets.refresh import RECORD_KEY
+from catalog_assets.sources import ContentSource
+from catalog_assets.store import CatalogStore
+
+CONTENT_TYPES = ("course", "courserun", "program", "learnerpathway")
+
+
+@dataclass(frozen=True)
+class ContentUpdate:
+    """What to do for one content key: the collapse of its events in one sensor tick."""
+
+    content_key: str
+    content_type: str | None = None
+    deleted: bool = False
+    time: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    event_ids: tuple[str, ...] = ()
+
+    def to_config(self) -> dict[str, Any]:
+        """The run-config form (``ContentUpdateConfig``): JSON-friendly values only."""
+        return {
+            "content_key": self.content_key,
+            "content_type": self.content_type or "",
+            "deleted": self.deleted,
+            "time": self.time.isoformat() if self.time else "",
+            "metadata_json": json.dumps(self.metadata) if self.metadata is not None else "",
+            "event_ids": list(self.event_ids),
+        }
+
+    @classmethod
+    def from_config(cls, config: Any) -> ContentUpdate:
+        return cls(
+            content_key=config.content_key,
+            content_type=config.content_type or None,
+            deleted=config.deleted,
+            time=parse_modified(config.time) if config.time else None,
+            metadata=json.loads(config.metadata_json) if config.metadata_json else None,
+            event_ids=tuple(config.event_ids),
+        )
+
+
+@dataclass
+class AppliedUpdate:
+    """What happened to one key: ``outcome`` is inserted, updated, unchanged, stale,
+    tombstoned, gone (already absent or deleted), or rejected (with ``error``)."""
+
+    content_key: str
+    outcome: str
+    queries: list[str] = field(default_factory=list)
+    added: int = 0
+    removed: int = 0
+    error: str | None = None
+    event_ids: tuple[str, ...] = ()
+
+
+def guess_content_type(content_key: str, store: CatalogStore) -> list[str]:
+    """Content types to try for a key that arrived without one (an operator's UI request)."""
+    stored = store.get_content(content_key)
+    if stored is not None:
+        return [stored.content_type]
+    if content_key.startswith("course-v1:"):
+        return ["courserun"]
+    if "+" in content_key:
+        return ["course"]
+    return ["program", "learnerpathway"]
+
+
+def _fetch(update: ContentUpdate, source: ContentSource, store: CatalogStore) -> dict | None:
+    types = (
+        [update.content_type]
+        if update.content_type
+        else guess_content_type(update.content_key, store)
+    )
+    for content_type in types:
+        found = source.lookup(update.content_key, content_type)
+        if found is not None:
+            return found
+    return None
+
+
+def _write(update: ContentUpdate, source: ContentSource, store: CatalogStore, now: datetime):
+    metadata = None if update.deleted else update.metadata
+    if not update.deleted and metadata is None:
+        metadata = _fetch(update, source, store)
+    if metadata is None:  # deleted, or the source no longer has it
+        tombstoned = store.tombstone_content(update.content_key, now, update.time)
+        return "tombstoned" if tombstoned else "gone"
+    record = content_record(metadata)
+    if record.content_key != update.content_key:
+        raise ValueError(
+            f"the record for {update.content_key!r} identifies itself as {record.content_key!r}"
+        )
+    written = store.apply_content_changes([record], [], now)
+    for outcome in ("inserted", "updated", "stale"):
+        if getattr(written, outcome):
+            return outcome
+    return "unchanged"
+
+
+def apply_updates(
+    updates: Sequence[ContentUpdate], source: ContentSource, store: CatalogStore, now: datetime
+) -> list[AppliedUpdate]:
+    """Apply updates (one per content key) and re-evaluate every valid query for their keys."""
+    applied: dict[str, AppliedUpdate] = {}
+    for update in updates:
+        try:
+            outcome = _write(update, source, store, now)
+            applied[update.content_key] = AppliedUpdate(
+                update.content_key, outcome, event_ids=update.event_ids
+            )
+        except ValueError as error:
+            applied[update.content_key] = AppliedUpdate(
+                update.content_key, "rejected", error=str(error), event_ids=update.event_ids
+            )
+    filters = {q.uuid: json.loads(q.content_filter) for q in store.catalog_queries() if q.is_valid}
+    live = {}
+    for key in applied:
+        stored = store.get_content(key)
+        if stored is not None and stored.deleted_at is None:
+            live[key] = {**stored.metadata, RECORD_KEY: key}
+    pairs = evaluate(filters, list(live.values()), key=RECORD_KEY).pairs
+    queries_by_key: dict[str, list[str]] = {}
+    for query_id, key in pairs.iter_rows():
+        queries_by_key.setdefault(key, []).append(query_id)
+    for key, result in applied.items():
+        result.queries = sorted(queries_by_key.get(key, []))
+        if result.outcome != "rejected":
+            result.added, result.removed = store.replace_content_associations(
+                key, result.queries, now
+            )
+    return list(applied.values())

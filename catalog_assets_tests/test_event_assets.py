@@ -1,0 +1,192 @@
+"""The event lane's assets: per-key partitions and batches, against real stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import dagster as dg
+import pytest
+
+from catalog_assets.assets import bulk_assets
+from catalog_assets.content import content_key_of
+from catalog_assets.event_assets import CONTENT_KEYS, apply_content_events, content_item
+from catalog_assets.event_lane import ContentUpdate
+from catalog_assets.filters import match_table
+from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.sample_data import generate_catalog_queries, generate_content
+from catalog_assets.sources import CatalogQuerySource, SampleContentSource
+from catalog_assets.store import open_store
+
+
+@pytest.fixture
+def world(tmp_path, store_url):
+    """Queries loaded and content bulk-refreshed once, on both store backends."""
+    content = generate_content(120, seed=8)
+    queries = generate_catalog_queries(12, content, seed=8)
+    (tmp_path / "content.json").write_text(json.dumps(content))
+    (tmp_path / "queries.json").write_text(json.dumps(queries))
+    resources = {
+        "content_source": SampleContentSource(path=str(tmp_path / "content.json")),
+        "catalog_query_source": CatalogQuerySource(path=str(tmp_path / "queries.json")),
+        "catalog_store": CatalogStoreResource(url=store_url),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(bulk_assets, resources=resources, instance=instance).success
+    return {
+        "content": content,
+        "queries": queries,
+        "resources": resources,
+        "instance": instance,
+        "store_url": store_url,
+        "path": tmp_path,
+    }
+
+
+def filters_of(world) -> dict[str, dict]:
+    with open_store(world["store_url"]) as store:
+        return {q.uuid: json.loads(q.content_filter) for q in store.catalog_queries() if q.is_valid}
+
+
+def expected_queries(world, record: dict) -> list[str]:
+    pairs = match_table(filters_of(world), [{**record, "__k": "k"}], key="__k")
+    return sorted(pairs["query_id"].to_list())
+
+
+def stored_queries(world, key: str) -> list[str]:
+    with open_store(world["store_url"]) as store:
+        return sorted(store.associations_of(key))
+
+
+def materialize_key(world, key: str, update: ContentUpdate | None = None, **kwargs):
+    config = {"update": update.to_config()} if update else {}
+    return dg.materialize(
+        [content_item],
+        partition_key=key,
+        resources=world["resources"],
+        instance=world["instance"],
+        run_config={"ops": {"content_item": {"config": config}}},
+        **kwargs,
+    )
+
+
+def outcome(result: dg.ExecuteInProcessResult) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def a_course(world) -> dict:
+    return next(d for d in world["content"] if d["content_type"] == "course")
+
+
+def test_bulk_refresh_keeps_one_partition_per_live_key(world):
+    partitions = set(world["instance"].get_dynamic_partitions(CONTENT_KEYS.name))
+    assert partitions == {content_key_of(d) for d in world["content"]}
+
+
+def test_update_with_a_full_record_is_upserted_and_reevaluated(world):
+    course = dict(a_course(world), org="EventX", modified="2031-01-01T00:00:00Z")
+    key = course["key"]
+    update = ContentUpdate(key, "course", metadata=course, event_ids=("e-1",))
+    result = materialize_key(world, key, update)
+    assert outcome(result)["outcome"] == "updated"
+    assert outcome(result)["event_ids"] == ["e-1"]
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(key).metadata["org"] == "EventX"
+    assert stored_queries(world, key) == expected_queries(world, course)
+    again = materialize_key(world, key, update)  # a redelivered event is harmless
+    assert outcome(again)["outcome"] == "unchanged"
+    assert (outcome(again)["associations_added"], outcome(again)["associations_removed"]) == (0, 0)
+
+
+def test_brand_new_key_is_inserted(world):
+    course = dict(a_course(world), key="NewX+NEW101", aggregation_key="course:NewX+NEW101")
+    world["instance"].add_dynamic_partitions(CONTENT_KEYS.name, ["NewX+NEW101"])
+    result = materialize_key(world, "NewX+NEW101", ContentUpdate("NewX+NEW101", metadata=course))
+    assert outcome(result)["outcome"] == "inserted"
+    assert stored_queries(world, "NewX+NEW101") == expected_queries(world, course)
+    assert stored_queries(world, "NewX+NEW101")  # the sample course does belong somewhere
+
+
+def test_deletion_tombstones_and_drops_associations(world):
+    key = next(content_key_of(d) for d in world["content"] if expected_queries(world, d))
+    assert stored_queries(world, key)
+    update = ContentUpdate(key, deleted=True, time=datetime(2032, 1, 1))
+    assert outcome(materialize_key(world, key, update))["outcome"] == "tombstoned"
+    assert stored_queries(world, key) == []
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(key).deleted_at is not None
+
+
+def test_stale_event_changes_nothing(world):
+    course = dict(a_course(world), org="OldX", modified="2001-01-01T00:00:00Z")
+    before = stored_queries(world, course["key"])
+    result = materialize_key(world, course["key"], ContentUpdate(course["key"], metadata=course))
+    assert outcome(result)["outcome"] == "stale"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata["org"] != "OldX"
+    assert stored_queries(world, course["key"]) == before
+
+
+def test_operator_materialization_fetches_from_the_source(world):
+    course = a_course(world)
+    content = [
+        dict(d, title="Renamed", modified="2033-01-01T00:00:00Z") if d is course else d
+        for d in world["content"]
+    ]
+    (world["path"] / "content.json").write_text(json.dumps(content))
+    result = materialize_key(world, course["key"])  # no run config, as from the UI
+    assert outcome(result)["outcome"] == "updated"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata["title"] == "Renamed"
+
+
+def test_key_the_source_no_longer_has_is_tombstoned(world):
+    program = next(d for d in world["content"] if d["content_type"] == "program")
+    key = program["uuid"]
+    rest = [d for d in world["content"] if d is not program]
+    (world["path"] / "content.json").write_text(json.dumps(rest))
+    assert outcome(materialize_key(world, key))["outcome"] == "tombstoned"
+    assert stored_queries(world, key) == []
+
+
+def test_batch_applies_many_keys_and_records_each_partition(world):
+    runs = [d for d in world["content"] if d["content_type"] == "courserun"][:40]
+    updates = [
+        ContentUpdate(
+            content_key_of(d),
+            "courserun",
+            metadata=dict(d, status="unpublished", modified="2034-01-01T00:00:00Z"),
+            event_ids=(f"e-{i}",),
+        )
+        for i, d in enumerate(runs)
+    ]
+    bad = ContentUpdate(
+        "course-v1:Bad+1+2",
+        "courserun",
+        metadata={"key": "course-v1:Other+1+2", "content_type": "courserun"},
+    )
+    result = apply_content_events.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_content_updates": {
+                    "config": {"updates": [u.to_config() for u in [*updates, bad]]}
+                }
+            }
+        },
+        resources=world["resources"],
+        instance=world["instance"],
+    )
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert sorted(e.partition for e in events) == sorted(
+        [u.content_key for u in updates] + [bad.content_key]
+    )
+    materialized = world["instance"].get_materialized_partitions(content_item.key)
+    assert {u.content_key for u in updates} <= materialized
+    for update in updates:
+        assert stored_queries(world, update.content_key) == expected_queries(world, update.metadata)
+    with open_store(world["store_url"]) as store:
+        (dead,) = store.dead_letters()
+        assert "identifies itself as 'course-v1:Other+1+2'" in dead.error
+        assert json.loads(dead.value)["content_key"] == "course-v1:Bad+1+2"

@@ -1,0 +1,152 @@
+"""Reading content events from Kafka, as a Dagster resource.
+
+Offsets are not kept in a consumer group: the sensor's cursor holds ``{topic: {partition:
+next_offset}}``, the consumer assigns partitions explicitly and seeks to the cursor, so offsets
+move only when Dagster commits the tick with its run requests. The same offsets are also
+committed to a consumer group afterwards, so that standard lag tools show how far behind the
+sensor is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+from pydantic import Field
+
+from catalog_assets.events import RawMessage
+
+DEFAULT_TOPICS = "course-catalog-info-changed,content-metadata-changed"
+Offsets = dict[str, dict[int, int]]
+
+
+@dataclass
+class ReadBatch:
+    """Messages read in one tick and the offsets to resume from (every assigned partition)."""
+
+    messages: list[RawMessage] = field(default_factory=list)
+    next_offsets: Offsets = field(default_factory=dict)
+    missing_topics: list[str] = field(default_factory=list)
+    stopped_by: str = "caught up"
+
+
+class KafkaEventSource(dg.ConfigurableResource):
+    """A bounded read of the content-event topics from explicit offsets."""
+
+    bootstrap_servers: str = Field(default="", description="KAFKA_BOOTSTRAP_SERVERS")
+    topics: str = Field(default=DEFAULT_TOPICS, description="KAFKA_CONTENT_TOPICS, comma-separated")
+    schema_registry_url: str = Field(default="", description="KAFKA_SCHEMA_REGISTRY_URL")
+    consumer_group: str = Field(default="catalog-assets", description="KAFKA_CONSUMER_GROUP")
+    start_from: str = Field(default="earliest", description="earliest or latest, on first start")
+    security_protocol: str = ""
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    timeout_seconds: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bootstrap_servers)
+
+    def topic_list(self) -> list[str]:
+        return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
+
+    def client_config(self) -> dict[str, str]:
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        for name, value in (
+            ("security.protocol", self.security_protocol),
+            ("sasl.mechanism", self.sasl_mechanism),
+            ("sasl.username", self.sasl_username),
+            ("sasl.password", self.sasl_password),
+        ):
+            if value:
+                config[name] = value
+        return config
+
+    def _consumer(self):
+        from confluent_kafka import Consumer
+
+        return Consumer(
+            {
+                **self.client_config(),
+                "group.id": self.consumer_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": self.start_from,
+                "socket.timeout.ms": int(self.timeout_seconds * 1000),
+            }
+        )
+
+    def read(self, offsets: Offsets, max_messages: int, max_seconds: float) -> ReadBatch:
+        """Read from ``offsets`` (new partitions: ``start_from``) until caught up or a limit.
+
+        Raises ``confluent_kafka.KafkaException`` when the cluster cannot be reached.
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        deadline = time.monotonic() + max_seconds
+        batch = ReadBatch()
+        consumer = self._consumer()
+        try:
+            metadata = consumer.list_topics(timeout=self.timeout_seconds)
+            assignment, ends = [], {}
+            for topic in self.topic_list():
+                described = metadata.topics.get(topic)
+                if described is None or described.error is not None:
+                    batch.missing_topics.append(topic)
+                    continue
+                for partition in sorted(described.partitions):
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=self.timeout_seconds
+                    )
+                    start = offsets.get(topic, {}).get(partition)
+                    if start is None:  # a new partition (or first start)
+                        start = low if self.start_from == "earliest" else high
+                    start = max(start, low)  # retention may have removed older messages
+                    batch.next_offsets.setdefault(topic, {})[partition] = start
+                    if start < high:
+                        assignment.append(TopicPartition(topic, partition, start))
+                        ends[(topic, partition)] = high
+            if not assignment:
+                return batch
+            consumer.assign(assignment)
+            idle_polls = 0
+            while ends and idle_polls < 5:  # gaps (control records) may hide the end offset
+                if len(batch.messages) >= max_messages:
+                    batch.stopped_by = f"max_messages ({max_messages})"
+                    break
+                if time.monotonic() >= deadline:
+                    batch.stopped_by = f"max_seconds ({max_seconds:g})"
+                    break
+                wanted = min(500, max_messages - len(batch.messages))
+                received = consumer.consume(num_messages=wanted, timeout=0.2)
+                idle_polls = 0 if received else idle_polls + 1
+                for message in received:
+                    if message.error() is not None:
+                        raise KafkaException(message.error())
+                    topic, partition = message.topic(), message.partition()
+                    batch.messages.append(RawMessage.from_kafka(message))
+                    batch.next_offsets[topic][partition] = message.offset() + 1
+                    if message.offset() + 1 >= ends.get((topic, partition), 0):
+                        ends.pop((topic, partition), None)
+            return batch
+        finally:
+            consumer.close()
+
+    def commit_to_group(self, offsets: Offsets) -> None:
+        """Mirror the cursor into the consumer group, for lag tools. Best effort."""
+        from confluent_kafka import TopicPartition
+
+        partitions = [
+            TopicPartition(topic, partition, offset)
+            for topic, by_partition in offsets.items()
+            for partition, offset in by_partition.items()
+        ]
+        if not partitions:
+            return
+        consumer = self._consumer()
+        try:
+            consumer.commit(offsets=partitions, asynchronous=False)
+        finally:
+            consumer.close()
