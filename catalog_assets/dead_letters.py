@@ -51,25 +51,39 @@ def dead_letter(message: RawMessage, error: str, now: datetime) -> DeadLetter:
 
 
 def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
-    """One update per content key: its latest event (by event time, then arrival)."""
-    latest: dict[str, tuple[tuple, ContentEvent]] = {}
-    ids: dict[str, dict[str, None]] = {}
+    """One update per content key, from its events in time order (then arrival order).
+
+    The latest event decides between a deletion and an upsert. An upsert applies the latest
+    full record carried since the last deletion and, when the latest event carries none, also
+    fetches the current record: nothing an event said is dropped, and the stale guard keeps
+    whichever version is newer.
+    """
+    by_key: dict[str, list[tuple[tuple, ContentEvent]]] = {}
     for arrival, event in enumerate(events):
-        order = (event.time or datetime.min, arrival)
-        if event.content_key not in latest or order >= latest[event.content_key][0]:
-            latest[event.content_key] = (order, event)
-        ids.setdefault(event.content_key, {})[event.event_id] = None
-    return [
-        ContentUpdate(
-            content_key=key,
-            content_type=event.content_type,
-            deleted=event.event_type == "content.deleted",
-            time=event.time,
-            metadata=event.metadata,
-            event_ids=tuple(ids[key]),
+        by_key.setdefault(event.content_key, []).append(
+            ((event.time or datetime.min, arrival), event)
         )
-        for key, (_, event) in latest.items()
-    ]
+    updates = []
+    for key, timed in by_key.items():
+        ordered = [event for _, event in sorted(timed, key=lambda item: item[0])]
+        latest = ordered[-1]
+        deleted = latest.event_type == "content.deleted"
+        since_delete = []
+        for event in ordered:
+            since_delete = [] if event.event_type == "content.deleted" else [*since_delete, event]
+        carried = [event.metadata for event in since_delete if event.metadata is not None]
+        updates.append(
+            ContentUpdate(
+                content_key=key,
+                content_type=latest.content_type,
+                deleted=deleted,
+                time=latest.time,
+                metadata=None if deleted or not carried else carried[-1],
+                event_ids=tuple(dict.fromkeys(event.event_id for event in ordered)),
+                also_fetch=not deleted and bool(carried) and latest.metadata is None,
+            )
+        )
+    return updates
 
 
 @dataclass

@@ -31,6 +31,7 @@ class ContentUpdateConfig(dg.Config):
     time: str = Field(default="", description="ISO 8601 time of the latest event")
     metadata_json: str = Field(default="", description="The full record; empty: fetch it")
     event_ids: list[str] = Field(default_factory=list)
+    also_fetch: bool = Field(default=False, description="Also fetch after the given record")
 
 
 class ContentItemConfig(dg.Config):

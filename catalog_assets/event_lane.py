@@ -36,6 +36,7 @@ class ContentUpdate:
     time: datetime | None = None
     metadata: dict[str, Any] | None = None
     event_ids: tuple[str, ...] = ()
+    also_fetch: bool = False  # a later event in the tick asked to fetch the current record
 
     def to_config(self) -> dict[str, Any]:
         """The run-config form (``ContentUpdateConfig``): JSON-friendly values only."""
@@ -46,6 +47,7 @@ class ContentUpdate:
             "time": self.time.isoformat() if self.time else "",
             "metadata_json": json.dumps(self.metadata) if self.metadata is not None else "",
             "event_ids": list(self.event_ids),
+            "also_fetch": self.also_fetch,
         }
 
     @classmethod
@@ -57,6 +59,7 @@ class ContentUpdate:
             time=parse_modified(config.time) if config.time else None,
             metadata=json.loads(config.metadata_json) if config.metadata_json else None,
             event_ids=tuple(config.event_ids),
+            also_fetch=config.also_fetch,
         )
 
 
@@ -100,17 +103,31 @@ def _fetch(update: ContentUpdate, source: ContentSource, store: CatalogStore) ->
 
 
 def _write(update: ContentUpdate, source: ContentSource, store: CatalogStore, now: datetime):
-    metadata = None if update.deleted else update.metadata
-    if not update.deleted and metadata is None:
-        metadata = _fetch(update, source, store)
-    if metadata is None:  # deleted, or the source no longer has it
-        tombstoned = store.tombstone_content(update.content_key, now, update.time)
-        return "tombstoned" if tombstoned else "gone"
-    record = content_record(metadata)
-    if record.content_key != update.content_key:
-        raise ValueError(
-            f"the record for {update.content_key!r} identifies itself as {record.content_key!r}"
+    """Write one update; a record given and a fetch asked for are both written, in that order,
+    so the stale guard keeps whichever is newer."""
+    if update.deleted:
+        return (
+            "tombstoned"
+            if store.tombstone_content(update.content_key, now, update.time)
+            else "gone"
         )
+    outcome = None
+    if update.metadata is not None:
+        outcome = _upsert(update.content_key, update.metadata, store, now)
+    if update.metadata is None or update.also_fetch:
+        fetched = _fetch(update, source, store)
+        if fetched is not None:
+            outcome = _upsert(update.content_key, fetched, store, now)
+        elif outcome is None:  # the source no longer has it
+            tombstoned = store.tombstone_content(update.content_key, now, update.time)
+            outcome = "tombstoned" if tombstoned else "gone"
+    return outcome
+
+
+def _upsert(key: str, metadata: dict[str, Any], store: CatalogStore, now: datetime) -> str:
+    record = content_record(metadata)
+    if record.content_key != key:
+        raise ValueError(f"the record for {key!r} identifies itself as {record.content_key!r}")
     written = store.apply_content_changes([record], [], now)
     for outcome in ("inserted", "updated", "stale"):
         if getattr(written, outcome):

@@ -16,6 +16,7 @@ import pytest
 from psycopg2 import sql as pgsql
 
 from catalog_assets.store import CatalogStore, open_store
+from catalog_assets_tests.kafka import kafka_bootstrap, kafka_topic  # noqa: F401 (fixtures)
 from catalog_assets_tests.postgres_cluster import PostgresUnavailable, running_cluster
 
 # --------------------------------------------------------------------------------------------

@@ -190,3 +190,12 @@ def test_batch_applies_many_keys_and_records_each_partition(world):
         (dead,) = store.dead_letters()
         assert "identifies itself as 'course-v1:Other+1+2'" in dead.error
         assert json.loads(dead.value)["content_key"] == "course-v1:Bad+1+2"
+
+
+def test_record_and_fetch_in_one_update_keep_the_newer_version(world):
+    course = a_course(world)  # the source still has the original (older) version
+    newer = dict(course, title="From the event", modified="2036-01-01T00:00:00Z")
+    update = ContentUpdate(course["key"], "course", metadata=newer, also_fetch=True)
+    assert outcome(materialize_key(world, course["key"], update))["outcome"] == "stale"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata["title"] == "From the event"

@@ -44,6 +44,7 @@ class KafkaEventSource(dg.ConfigurableResource):
     sasl_username: str = ""
     sasl_password: str = ""
     timeout_seconds: float = 10.0
+    idle_polls: int = Field(default=3, description="empty 0.25 s polls that end a read")
 
     @property
     def configured(self) -> bool:
@@ -75,6 +76,7 @@ class KafkaEventSource(dg.ConfigurableResource):
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": self.start_from,
                 "socket.timeout.ms": int(self.timeout_seconds * 1000),
+                "fetch.wait.max.ms": 100,
             }
         )
 
@@ -90,29 +92,29 @@ class KafkaEventSource(dg.ConfigurableResource):
         consumer = self._consumer()
         try:
             metadata = consumer.list_topics(timeout=self.timeout_seconds)
-            assignment, ends = [], {}
+            assignment = []
             for topic in self.topic_list():
                 described = metadata.topics.get(topic)
                 if described is None or described.error is not None:
                     batch.missing_topics.append(topic)
                     continue
                 for partition in sorted(described.partitions):
+                    start = offsets.get(topic, {}).get(partition)
                     low, high = consumer.get_watermark_offsets(
                         TopicPartition(topic, partition), timeout=self.timeout_seconds
                     )
-                    start = offsets.get(topic, {}).get(partition)
                     if start is None:  # a new partition (or first start)
                         start = low if self.start_from == "earliest" else high
                     start = max(start, low)  # retention may have removed older messages
                     batch.next_offsets.setdefault(topic, {})[partition] = start
-                    if start < high:
-                        assignment.append(TopicPartition(topic, partition, start))
-                        ends[(topic, partition)] = high
+                    assignment.append(TopicPartition(topic, partition, start))
             if not assignment:
                 return batch
             consumer.assign(assignment)
+            # Read until nothing more arrives. High watermarks are only a hint: some brokers
+            # (Tansu among them) report them behind the last readable offset.
             idle_polls = 0
-            while ends and idle_polls < 5:  # gaps (control records) may hide the end offset
+            while idle_polls < self.idle_polls:
                 if len(batch.messages) >= max_messages:
                     batch.stopped_by = f"max_messages ({max_messages})"
                     break
@@ -120,7 +122,7 @@ class KafkaEventSource(dg.ConfigurableResource):
                     batch.stopped_by = f"max_seconds ({max_seconds:g})"
                     break
                 wanted = min(500, max_messages - len(batch.messages))
-                received = consumer.consume(num_messages=wanted, timeout=0.2)
+                received = consumer.consume(num_messages=wanted, timeout=0.25)
                 idle_polls = 0 if received else idle_polls + 1
                 for message in received:
                     if message.error() is not None:
@@ -128,8 +130,6 @@ class KafkaEventSource(dg.ConfigurableResource):
                     topic, partition = message.topic(), message.partition()
                     batch.messages.append(RawMessage.from_kafka(message))
                     batch.next_offsets[topic][partition] = message.offset() + 1
-                    if message.offset() + 1 >= ends.get((topic, partition), 0):
-                        ends.pop((topic, partition), None)
             return batch
         finally:
             consumer.close()

@@ -1,0 +1,251 @@
+"""The content-event sensor against a real Kafka-compatible broker (Tansu or a real cluster)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from catalog_assets.dead_letters import collapse, headers_from_json
+from catalog_assets.event_assets import CONTENT_KEYS, apply_content_events, content_item_job
+from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
+from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.store import open_store
+from sensors.content_events import (
+    TickLimits,
+    build_content_events_sensor,
+    evaluate_tick,
+    parse_cursor,
+)
+from sensors.kafka_source import KafkaEventSource
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Bus:
+    """One test's topics on the broker, a producer, and the sensor's resources."""
+
+    def __init__(self, bootstrap: str, make_topic, store_url: str, partitions: int = 1):
+        self.bootstrap = bootstrap
+        self.json_topic = make_topic(partitions=partitions)
+        self.avro_topic = make_topic(partitions=1)
+        self.producer = Producer({"bootstrap.servers": bootstrap})
+        self.store_url = store_url
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.source = KafkaEventSource(
+            bootstrap_servers=bootstrap,
+            topics=f"{self.avro_topic},{self.json_topic}",
+            consumer_group=f"group-{self.json_topic}",
+        )
+
+    def publish_json(self, key: str, event_id: str, **kwargs) -> None:
+        kwargs.setdefault("time", EPOCH)
+        kafka_key, value = encode_json_event(key, "course", event_id=event_id, **kwargs)
+        self.producer.produce(self.json_topic, key=kafka_key, value=value)
+        self.producer.flush(10)
+
+    def publish_raw(self, value: bytes, key: bytes | None = None, headers=None) -> None:
+        self.producer.produce(self.json_topic, key=key, value=value, headers=headers)
+        self.producer.flush(10)
+
+    def publish_avro(self, run_key: str, event_id: str) -> None:
+        value, headers = encode_openedx_catalog_info_changed(run_key, event_id=event_id)
+        self.producer.produce(self.avro_topic, key=run_key.encode(), value=value, headers=headers)
+        self.producer.flush(10)
+
+    def tick(self, cursor: str | None = None, limits: TickLimits | None = None, source=None):
+        context = dg.build_sensor_context(instance=self.instance, cursor=cursor)
+        return evaluate_tick(
+            context,
+            source or self.source,
+            limits or TickLimits(),
+            CatalogStoreResource(url=self.store_url),
+        )
+
+
+@pytest.fixture
+def bus(kafka_bootstrap, kafka_topic, tmp_path) -> Bus:
+    return Bus(kafka_bootstrap, kafka_topic, f"duckdb:///{tmp_path}/catalog.duckdb")
+
+
+def test_trickle_one_run_per_key_with_partitions_and_cursor(bus):
+    bus.publish_json("edX+DemoX", "e-1", metadata={"key": "edX+DemoX", "title": "Demo"})
+    bus.publish_avro("course-v1:MITx+6.002x+2026_T1", "avro-1")
+    result = bus.tick()
+    assert isinstance(result, dg.SensorResult)
+    by_key = {run.partition_key: run for run in result.run_requests}
+    assert set(by_key) == {"edX+DemoX", "course-v1:MITx+6.002x+2026_T1", "MITx+6.002x"}
+    assert {run.job_name for run in result.run_requests} == {content_item_job.name}
+    update = by_key["edX+DemoX"].run_config["ops"]["content_item"]["config"]["update"]
+    assert json.loads(update["metadata_json"])["title"] == "Demo"
+    assert update["event_ids"] == ["e-1"]
+    run_update = by_key["MITx+6.002x"].run_config["ops"]["content_item"]["config"]["update"]
+    assert run_update["content_type"] == "course" and run_update["metadata_json"] == ""
+    (partitions_request,) = result.dynamic_partitions_requests
+    assert partitions_request.partitions_def_name == CONTENT_KEYS.name
+    assert set(partitions_request.partition_keys) == set(by_key)
+    assert parse_cursor(result.cursor) == {bus.avro_topic: {0: 1}, bus.json_topic: {0: 1}}
+
+
+def test_idle_tick_skips_and_keeps_the_cursor(bus):
+    first = bus.tick()  # empty topics: remembers where they start
+    assert isinstance(first, dg.SensorResult) and not first.run_requests
+    again = bus.tick(first.cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "no new content events" in again.skip_message
+
+
+def test_unreachable_kafka_skips_without_moving_the_cursor(bus):
+    closed = KafkaEventSource(bootstrap_servers="127.0.0.1:1", topics="t", timeout_seconds=2)
+    result = bus.tick('{"t":{"0":5}}', source=closed)
+    assert isinstance(result, dg.SkipReason)
+    assert "could not be read" in result.skip_message and "offsets unchanged" in result.skip_message
+
+
+def test_kafka_not_configured_says_why():
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral())
+    result = evaluate_tick(
+        context, KafkaEventSource(), TickLimits(), CatalogStoreResource(url="duckdb:///:memory:")
+    )
+    assert isinstance(result, dg.SkipReason)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.skip_message
+    sensor = build_content_events_sensor(enabled=False)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert build_content_events_sensor(enabled=True).default_status == (
+        dg.DefaultSensorStatus.RUNNING
+    )
+
+
+def test_bad_messages_go_to_dead_letters_and_the_stream_moves_on(bus):
+    bus.publish_raw(b"\x00\x00\x00\x00\x07garbage", key=b"k", headers=[("ce_type", b"x")])
+    bus.publish_raw(b"\xff\xfe not utf-8", key=b"\xff")
+    bus.publish_raw(json.dumps({"type": "content.upserted", "content_key": "A+B"}).encode())
+    bus.publish_json("edX+Good", "e-good")
+    result = bus.tick()
+    assert [run.partition_key for run in result.run_requests] == ["edX+Good"]
+    assert parse_cursor(result.cursor)[bus.json_topic] == {0: 4}
+    with open_store(bus.store_url) as store:
+        dead = store.dead_letters()
+    assert [d.offset for d in dead] == [0, 1, 2]
+    assert dead[0].value == b"\x00\x00\x00\x00\x07garbage"  # raw bytes kept exactly
+    assert dead[1].key == b"\xff"
+    assert headers_from_json(dead[0].headers) == [("ce_type", b"x")]
+    assert "unsupported event type" in dead[0].error
+    assert "id" in dead[2].error and f"topic '{bus.json_topic}'" in dead[2].error
+
+
+def test_events_for_one_key_collapse_and_redelivery_is_harmless(bus):
+    bus.publish_json("edX+A", "e-1", metadata={"key": "edX+A", "title": "first"})
+    bus.publish_json(
+        "edX+A",
+        "e-2",
+        metadata={"key": "edX+A", "title": "second"},
+        time=EPOCH + timedelta(seconds=5),
+    )
+    bus.publish_json(
+        "edX+A",
+        "e-2",
+        metadata={"key": "edX+A", "title": "second"},
+        time=EPOCH + timedelta(seconds=5),
+    )  # redelivered
+    (run,) = bus.tick().run_requests
+    update = run.run_config["ops"]["content_item"]["config"]["update"]
+    assert json.loads(update["metadata_json"])["title"] == "second"
+    assert update["event_ids"] == ["e-1", "e-2"]
+
+
+def test_failed_tick_rereads_and_asks_for_the_same_runs(bus):
+    for i in range(3):
+        bus.publish_json(f"edX+K{i}", f"e-{i}")
+    first = bus.tick()
+    # The tick "failed": Dagster did not commit its cursor. The next tick starts over.
+    retried = bus.tick(None)
+    assert [r.run_key for r in retried.run_requests] == [r.run_key for r in first.run_requests]
+    assert retried.cursor == first.cursor
+
+
+def test_restart_continues_where_it_left_off_and_loses_nothing(bus):
+    limits = TickLimits(max_messages=7)
+    for i in range(30):
+        bus.publish_json(f"edX+K{i:02d}", f"e-{i}")
+    cursor, seen_ids = None, []
+    for _ in range(10):
+        result = bus.tick(cursor, limits)
+        if isinstance(result, dg.SkipReason):
+            break
+        cursor = result.cursor
+        for run in result.run_requests:
+            config = run.run_config["ops"]
+            updates = (
+                [config["content_item"]["config"]["update"]]
+                if "content_item" in config
+                else config["apply_content_updates"]["config"]["updates"]
+            )
+            seen_ids += [event_id for update in updates for event_id in update["event_ids"]]
+    assert sorted(seen_ids) == sorted(f"e-{i}" for i in range(30))  # each once, none lost
+    assert parse_cursor(cursor)[bus.json_topic] == {0: 30}
+
+
+def test_burst_is_batched_into_a_few_runs(bus):
+    for i in range(1200):
+        key, value = encode_json_event(f"edX+B{i:04d}", "course", event_id=f"b-{i}", time=EPOCH)
+        bus.producer.produce(bus.json_topic, key=key, value=value)
+    bus.producer.flush(30)
+    limits = TickLimits(max_runs=4, max_keys_per_batch=500)
+    result = bus.tick(limits=limits)
+    assert len(result.run_requests) == 3
+    assert {run.job_name for run in result.run_requests} == {apply_content_events.name}
+    keys = [
+        update["content_key"]
+        for run in result.run_requests
+        for update in run.run_config["ops"]["apply_content_updates"]["config"]["updates"]
+    ]
+    assert sorted(keys) == sorted(f"edX+B{i:04d}" for i in range(1200))
+    assert len({run.run_key for run in result.run_requests}) == 3
+
+
+def test_offsets_are_mirrored_to_the_consumer_group(bus):
+    bus.publish_json("edX+G", "e-g")
+    result = bus.tick()
+    consumer = Consumer({"bootstrap.servers": bus.bootstrap, "group.id": bus.source.consumer_group})
+    try:
+        (committed,) = consumer.committed([TopicPartition(bus.json_topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed.offset == parse_cursor(result.cursor)[bus.json_topic][0] == 1
+
+
+def _event(event_id, seconds, deleted=False, metadata=None):
+    from catalog_assets.events import ContentEvent
+
+    return ContentEvent(
+        event_id=event_id,
+        event_type="content.deleted" if deleted else "content.upserted",
+        content_key="k",
+        content_type="course",
+        time=(EPOCH + timedelta(seconds=seconds)).replace(tzinfo=None),
+        metadata=metadata,
+        source="json",
+        topic="t",
+        partition=0,
+        offset=seconds,
+    )
+
+
+def test_collapse_keeps_the_latest_event_by_time():
+    (update,) = collapse([_event("late-delete", 9, deleted=True), _event("early", 1)])
+    assert update.deleted and update.event_ids == ("early", "late-delete")
+    assert update.metadata is None
+
+
+def test_collapse_keeps_a_full_record_when_a_later_event_asks_to_fetch():
+    record = {"key": "k", "title": "from the event"}
+    (update,) = collapse([_event("full", 1, metadata=record), _event("fetch", 2)])
+    assert not update.deleted and update.metadata == record and update.also_fetch
+    (after_delete,) = collapse(
+        [_event("full", 1, metadata=record), _event("gone", 2, deleted=True), _event("back", 3)]
+    )
+    assert after_delete.metadata is None and not after_delete.also_fetch  # plain fetch
