@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run dev test lint format bench
+.PHONY: install run dev test lint format bench bench-filters bench-refresh bench-events
 
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,15 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install
+# Benchmarks (see docs/benchmarks.md); `make bench` runs all three, several minutes in all.
+bench: bench-filters bench-refresh bench-events
+
+bench-filters: install
 	$(BIN)/python bench/bench_filters.py
+	$(BIN)/python bench/bench_filters.py --queries 5000 --records 200000 --repeat 2 --sample-pairs 20000
+
+bench-refresh: install
+	$(BIN)/python bench/bench_refresh.py
+
+bench-events: install
+	$(BIN)/python bench/bench_events.py

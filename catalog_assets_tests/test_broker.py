@@ -4,9 +4,6 @@ Tests of known Tansu gaps call `pytest.xfail` only when the local broker answers
 against a real cluster (KAFKA_BOOTSTRAP_SERVERS) they assert the full Kafka behaviour.
 """
 
-# The fixtures imported from catalog_assets_tests.kafka are test parameters: not redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +31,6 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 
 from catalog_assets.broker import BrokerError, LocalBroker, ensure_topics, kafka_config
 from catalog_assets_tests import kafka as kafka_support
-from catalog_assets_tests.kafka import kafka_bootstrap, kafka_topic  # noqa: F401
 
 # Tansu answers an empty fetch only after the full fetch.wait.max.ms (default 500 ms).
 FAST_FETCH = {"fetch.wait.max.ms": 20}

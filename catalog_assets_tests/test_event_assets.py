@@ -199,3 +199,26 @@ def test_record_and_fetch_in_one_update_keep_the_newer_version(world):
     assert outcome(materialize_key(world, course["key"], update))["outcome"] == "stale"
     with open_store(world["store_url"]) as store:
         assert store.get_content(course["key"]).metadata["title"] == "From the event"
+
+
+def test_dead_letters_replay_once_their_cause_is_fixed(world):
+    from catalog_assets.dead_letters import dead_letter, replay
+    from catalog_assets.events import RawMessage, encode_json_event
+
+    course = dict(a_course(world), title="Replayed", modified="2037-01-01T00:00:00Z")
+    key, value = encode_json_event(course["key"], "course", metadata=course, event_id="late")
+    fixed = RawMessage("topic-a", 0, 7, key, value, [("origin", b"\x00\x01")])
+    broken = RawMessage("topic-a", 0, 8, b"k", b"still not json", None)
+    now = datetime(2026, 11, 27, 12, 0)
+    with open_store(world["store_url"]) as store:
+        store.add_dead_letters(
+            [dead_letter(fixed, "registry unavailable", now), dead_letter(broken, "bad", now)]
+        )
+        source = world["resources"]["content_source"]
+        report = replay(store, source, now)
+        assert [r.outcome.split(":")[0] for r in report] == ["applied", "still bad"]
+        assert store.get_content(course["key"]).metadata["title"] == "Replayed"
+        assert sorted(store.associations_of(course["key"])) == expected_queries(world, course)
+        (left,) = store.dead_letters()
+        assert left.value == b"still not json"
+        assert len(store.dead_letters(include_replayed=True)) == 2
