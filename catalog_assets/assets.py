@@ -5,13 +5,12 @@ what changed; data-quality findings that are known while materializing come back
 check results (the specs are in ``checks.py``).
 """
 
-from datetime import UTC, datetime
-
 import dagster as dg
 from pydantic import Field
 
 from catalog_assets import checks
 from catalog_assets.checks import markdown_table
+from catalog_assets.content import utcnow
 from catalog_assets.event_assets import CONTENT_KEYS
 from catalog_assets.refresh import (
     GuardrailTripped,
@@ -26,10 +25,6 @@ from catalog_assets.resources import CatalogStoreResource
 from catalog_assets.sources import CatalogQuerySource, ContentSource
 
 GROUP = "catalog"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dg.asset(group_name=GROUP, check_specs=[checks.VALID_FILTERS])
@@ -123,6 +118,7 @@ def content_metadata(
             "tombstoned": len(written.tombstoned),
             "stale_skipped": len(written.stale),
             "rejected_documents": len(report.rejected),
+            "tombstones_deferred": report.deferred_tombstones,
             "partitions_added": partitions_added,
             "partitions_removed": partitions_removed,
             "source_requests": report.request_count,
@@ -146,14 +142,6 @@ class AssociationRefreshConfig(dg.Config):
     confirm_all_held: bool = Field(default=False, description="Apply every held change.")
 
 
-def _last_refreshed(context: dg.AssetExecutionContext) -> datetime | None:
-    """When associations were last materialized in this Dagster instance."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    if event is None:
-        return None
-    return datetime.fromtimestamp(event.timestamp, UTC).replace(tzinfo=None)
-
-
 @dg.asset(
     group_name=GROUP,
     deps=[catalog_queries, content_metadata],
@@ -170,7 +158,6 @@ def catalog_content_associations(
         report = refresh_associations(
             store,
             utcnow(),
-            filter_changed_since=_last_refreshed(context),
             hold_rule=HoldRule(config.hold_min_items, config.hold_max_swing),
             confirmed=set(config.confirm_held_queries),
             confirm_all=config.confirm_all_held,

@@ -27,8 +27,13 @@ def _local_instance():
 
 def refresh(args: argparse.Namespace) -> int:
     """Run the full_refresh job (on the environment's resources) and print a summary."""
+    import warnings
+
+    import dagster as dg
+
     from catalog_assets.definitions import defs
 
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # Dagster's own, not actionable
     job = defs().resolve_job_def("full_refresh")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with _local_instance() as instance:
@@ -101,9 +106,8 @@ def _resolved(name: str):
 
 def dead_letters(args: argparse.Namespace) -> int:
     """List dead-lettered events, or replay them once their cause is fixed."""
-    from datetime import UTC, datetime
-
     from catalog_assets import dead_letters as letters
+    from catalog_assets.content import utcnow
     from catalog_assets.events import SchemaRegistry
 
     with _resolved("catalog_store").open() as store:
@@ -131,7 +135,7 @@ def dead_letters(args: argparse.Namespace) -> int:
         report = letters.replay(
             store,
             _resolved("content_source"),
-            datetime.now(UTC).replace(tzinfo=None),
+            utcnow(),
             ids=args.ids or None,
             registry=SchemaRegistry(registry_url) if registry_url else None,
         )
@@ -193,7 +197,9 @@ def replay_events(args: argparse.Namespace) -> int:
         return 0
     import subprocess
 
-    done = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]])
+    home = os.environ.get("DAGSTER_HOME") or str(Path(LOCAL_DAGSTER_HOME).resolve())
+    executable = str(Path(sys.executable).parent / command[0])
+    done = subprocess.run([executable, *command[1:]], env={**os.environ, "DAGSTER_HOME": home})
     return done.returncode
 
 
@@ -238,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as error:  # bad input or setup: say what, not a trace
+        print(f"catalog-assets {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

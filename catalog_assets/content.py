@@ -42,6 +42,11 @@ def naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def utcnow() -> datetime:
+    """Now, as naive UTC: how every timestamp in the store is kept."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def parse_modified(value: object) -> datetime | None:
     """An ISO 8601 timestamp as naive UTC, or None when it is absent or cannot be parsed."""
     if isinstance(value, datetime):

@@ -58,11 +58,13 @@ def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
     fetches the current record: nothing an event said is dropped, and the stale guard keeps
     whichever version is newer.
     """
+    events = list(events)
+    # Order by event time when every event has one; otherwise by arrival alone.
+    all_timed = all(event.time is not None for event in events)
     by_key: dict[str, list[tuple[tuple, ContentEvent]]] = {}
     for arrival, event in enumerate(events):
-        by_key.setdefault(event.content_key, []).append(
-            ((event.time or datetime.min, arrival), event)
-        )
+        order = (event.time, arrival) if all_timed else (arrival,)
+        by_key.setdefault(event.content_key, []).append((order, event))
     updates = []
     for key, timed in by_key.items():
         ordered = [event for _, event in sorted(timed, key=lambda item: item[0])]
@@ -119,10 +121,15 @@ def replay(
             report.append(Replayed(letter.id, f"still bad: {error}"))
             continue
         events.extend(decoded)
-        replayable.append(letter.id)
-        keys = ", ".join(event.content_key for event in decoded)
-        report.append(Replayed(letter.id, f"applied: {keys}"))
-    if events:
-        apply_updates(collapse(events), source, store, now)
-    store.mark_dead_letters_replayed(replayable, now)
-    return report
+        replayable.append((letter.id, [event.content_key for event in decoded]))
+    outcomes = {a.content_key: a for a in apply_updates(collapse(events), source, store, now)}
+    done = []
+    for letter_id, keys in replayable:
+        errors = [outcomes[k].error for k in keys if outcomes[k].outcome == "rejected"]
+        if errors:
+            report.append(Replayed(letter_id, f"still rejected: {errors[0]}"))
+        else:
+            done.append(letter_id)
+            report.append(Replayed(letter_id, f"applied: {', '.join(keys)}"))
+    store.mark_dead_letters_replayed(done, now)
+    return sorted(report, key=lambda line: line.id)

@@ -103,6 +103,7 @@ class DiscoveryClient:
         self.request_count = 0
         self.token_fetches = 0
         self.last_crawl_duplicates: list[str] = []
+        self.last_crawl_reported_count: int | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -117,13 +118,16 @@ class DiscoveryClient:
         query = urlencode({"page": 1, "page_size": self._page_size})
         documents: dict[str, dict[str, Any]] = {}
         duplicates: list[str] = []
+        reported = None
         for page in self._pages("GET", f"{self.api_url}search/all/?{query}"):
+            reported = page.get("count", reported)
             for document in page["results"]:
                 key = content_key_of(document)
                 if key in documents:
                     duplicates.append(key)
                 documents[key] = document
         self.last_crawl_duplicates = duplicates
+        self.last_crawl_reported_count = reported if isinstance(reported, int) else None
         return list(documents.values())
 
     def fetch_full_records(

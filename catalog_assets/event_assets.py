@@ -7,13 +7,12 @@ UI either way. An operator can pick any content key in the UI and materialize it
 config the record is fetched from the content source.
 """
 
-import json
-from datetime import UTC, datetime
-
 import dagster as dg
 from pydantic import Field
 
+from catalog_assets.content import utcnow
 from catalog_assets.event_lane import AppliedUpdate, ContentUpdate, apply_updates
+from catalog_assets.events import encode_json_event
 from catalog_assets.resources import CatalogStoreResource
 from catalog_assets.sources import ContentSource
 from catalog_assets.store import DeadLetter
@@ -44,10 +43,6 @@ class ContentBatchConfig(dg.Config):
     updates: list[ContentUpdateConfig]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _metadata(result: AppliedUpdate) -> dict:
     return {
         "outcome": result.outcome,
@@ -62,31 +57,51 @@ def _metadata(result: AppliedUpdate) -> dict:
 def _apply(
     updates: list[ContentUpdate], source: ContentSource, catalog_store: CatalogStoreResource
 ) -> list[AppliedUpdate]:
-    """Apply, and keep rejected updates as dead letters so that nothing is lost."""
-    now = _utcnow()
+    """Apply, and keep rejected updates as dead letters so that nothing is lost.
+
+    A rejected update is stored as the JSON content event it amounts to, so that
+    ``catalog-assets dead-letters replay`` can apply it once its cause is fixed.
+    """
+    now = utcnow()
     with catalog_store.open() as store:
         applied = apply_updates(updates, source, store, now)
         by_key = {update.content_key: update for update in updates}
-        rejected = [
-            DeadLetter(
-                topic=None,
-                partition=None,
-                offset=None,
-                key=result.content_key.encode(),
-                headers=None,
-                value=json.dumps(by_key[result.content_key].to_config()).encode(),
-                error=f"update rejected: {result.error}",
-                received_at=now,
+        rejected = []
+        for result in applied:
+            if result.outcome != "rejected":
+                continue
+            update = by_key[result.content_key]
+            key, value = encode_json_event(
+                update.content_key,
+                update.content_type or "course",
+                event_type="content.deleted" if update.deleted else "content.upserted",
+                metadata=update.metadata,
+                event_id=",".join(update.event_ids) or None,
+                time=update.time,
             )
-            for result in applied
-            if result.outcome == "rejected"
-        ]
+            rejected.append(
+                DeadLetter(
+                    topic=None,
+                    partition=None,
+                    offset=None,
+                    key=key,
+                    headers=None,
+                    value=value,
+                    error=f"update rejected: {result.error}",
+                    received_at=now,
+                )
+            )
         if rejected:
             store.add_dead_letters(rejected)
     return applied
 
 
-@dg.asset(partitions_def=CONTENT_KEYS, group_name=EVENT_GROUP)
+# Transient failures (a store lock, a source timeout) are retried: the sensor's cursor has
+# already moved past these events, and the full refresh is the only other repair.
+EVENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dg.asset(partitions_def=CONTENT_KEYS, group_name=EVENT_GROUP, retry_policy=EVENT_RETRIES)
 def content_item(
     context: dg.AssetExecutionContext,
     config: ContentItemConfig,
@@ -107,7 +122,7 @@ def content_item(
     return dg.MaterializeResult(metadata=_metadata(result))
 
 
-@dg.op(out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing), retry_policy=EVENT_RETRIES)
 def apply_content_updates(
     context: dg.OpExecutionContext,
     config: ContentBatchConfig,

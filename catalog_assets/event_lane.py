@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,6 @@ from catalog_assets.filters import evaluate
 from catalog_assets.refresh import RECORD_KEY
 from catalog_assets.sources import ContentSource
 from catalog_assets.store import CatalogStore
-
-CONTENT_TYPES = ("course", "courserun", "program", "learnerpathway")
 
 
 @dataclass(frozen=True)
@@ -105,27 +103,35 @@ def _fetch(update: ContentUpdate, source: ContentSource, store: CatalogStore) ->
 def _write(update: ContentUpdate, source: ContentSource, store: CatalogStore, now: datetime):
     """Write one update; a record given and a fetch asked for are both written, in that order,
     so the stale guard keeps whichever is newer."""
-    if update.deleted:
-        return (
-            "tombstoned"
-            if store.tombstone_content(update.content_key, now, update.time)
-            else "gone"
-        )
+    if update.deleted:  # the event's time guards against an older record resurrecting it
+        tombstoned = store.tombstone_content(update.content_key, now, update.time)
+        return "tombstoned" if tombstoned else "gone"
     outcome = None
     if update.metadata is not None:
-        outcome = _upsert(update.content_key, update.metadata, store, now)
+        outcome = _upsert(update.content_key, update.metadata, update.time, store, now)
     if update.metadata is None or update.also_fetch:
         fetched = _fetch(update, source, store)
         if fetched is not None:
-            outcome = _upsert(update.content_key, fetched, store, now)
-        elif outcome is None:  # the source no longer has it
-            tombstoned = store.tombstone_content(update.content_key, now, update.time)
+            outcome = _upsert(update.content_key, fetched, update.time, store, now)
+        elif outcome is None:
+            # The source no longer has it. Record no time: a lagging index must not block the
+            # record from coming back with the next full refresh.
+            tombstoned = store.tombstone_content(update.content_key, now, None)
             outcome = "tombstoned" if tombstoned else "gone"
     return outcome
 
 
-def _upsert(key: str, metadata: dict[str, Any], store: CatalogStore, now: datetime) -> str:
+def _upsert(
+    key: str,
+    metadata: dict[str, Any],
+    event_time: datetime | None,
+    store: CatalogStore,
+    now: datetime,
+) -> str:
     record = content_record(metadata)
+    if record.source_modified is None and event_time is not None:
+        # A record without `modified` is as new as its event, not newer than everything.
+        record = replace(record, source_modified=event_time)
     if record.content_key != key:
         raise ValueError(f"the record for {key!r} identifies itself as {record.content_key!r}")
     written = store.apply_content_changes([record], [], now)
@@ -150,7 +156,9 @@ def apply_updates(
             applied[update.content_key] = AppliedUpdate(
                 update.content_key, "rejected", error=str(error), event_ids=update.event_ids
             )
-    filters = {q.uuid: json.loads(q.content_filter) for q in store.catalog_queries() if q.is_valid}
+    queries = store.catalog_queries()
+    filters = {q.uuid: json.loads(q.content_filter) for q in queries if q.is_valid}
+    invalid = {q.uuid for q in queries if not q.is_valid}
     live = {}
     for key in applied:
         stored = store.get_content(key)
@@ -161,7 +169,9 @@ def apply_updates(
     for query_id, key in pairs.iter_rows():
         queries_by_key.setdefault(key, []).append(query_id)
     for key, result in applied.items():
-        result.queries = sorted(queries_by_key.get(key, []))
+        # Invalid queries keep their rows from their last valid evaluation, as in the bulk lane.
+        kept = set(store.associations_of(key)) & invalid if key in live else set()
+        result.queries = sorted({*queries_by_key.get(key, []), *kept})
         if result.outcome != "rejected":
             result.added, result.removed = store.replace_content_associations(
                 key, result.queries, now

@@ -152,7 +152,7 @@ class RawMessage:
 
 @dataclass(frozen=True)
 class ContentEvent:
-    """One piece of content that changed. Callers dedupe by `dedupe_key`."""
+    """One piece of content that changed. One message can name several (a run and its course)."""
 
     event_id: str
     event_type: str  # CONTENT_UPSERTED or CONTENT_DELETED
@@ -164,10 +164,6 @@ class ContentEvent:
     topic: str
     partition: int
     offset: int
-
-    @property
-    def dedupe_key(self) -> tuple[str, str]:
-        return (self.event_id, self.content_key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from catalog_assets.resources import DEFAULT_STORE_URL
 from catalog_assets.store import open_store
 
 
 def store_url(env: Mapping[str, str] = os.environ) -> str:
-    return env.get("CATALOG_STORE_URL") or DEFAULT_STORE_URL
+    """The environment's catalog store, exactly as the Dagster definitions resolve it."""
+    from catalog_assets.resources import build_resources
+
+    url = build_resources(env)["catalog_store"].process_config_and_initialize().url
+    path = url.removeprefix("duckdb:///")
+    if url.startswith("duckdb:///") and path != ":memory:" and not Path(path).exists():
+        raise FileNotFoundError(
+            f"no catalog store at {Path(path).resolve()}: run `make run` here first, or set "
+            "CATALOG_STORE_URL"
+        )
+    return url
 
 
 def catalogs_for(content_key: str, url: str | None = None) -> list[dict[str, Any]]:

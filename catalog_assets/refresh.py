@@ -13,13 +13,14 @@ import hashlib
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from catalog_assets.content import content_record
+from catalog_assets.content import content_key_of, content_record
 from catalog_assets.filters import InvalidFilter, evaluate, validate
 from catalog_assets.sources import CatalogQueryFile, ContentSnapshot
 from catalog_assets.store import (
@@ -118,6 +119,7 @@ class GuardrailTripped(RuntimeError):
 @dataclass
 class ContentReport:
     source_records: int
+    deferred_tombstones: int
     duplicate_keys: list[str]
     rejected: list[str]
     written: ContentWriteResult
@@ -144,12 +146,14 @@ def refresh_content(
     """
     timer = timer or Timer()
     with timer.phase("diff"):
-        records, rejected = [], []
+        records, rejected, rejected_keys = [], [], set()
         for document in snapshot.documents:
             try:
                 records.append(content_record(document))
             except ValueError as error:
                 rejected.append(str(error))
+                with suppress(ValueError):  # a known key is present, just unusable: keep it
+                    rejected_keys.add(content_key_of(document))
         state = store.content_state()
         upserts = [
             record
@@ -158,9 +162,11 @@ def refresh_content(
             or stored.deleted
             or stored.content_hash != record.content_hash
         ]
-        source_keys = {record.content_key for record in records}
+        source_keys = {record.content_key for record in records} | rejected_keys
         live = [key for key, stored in state.items() if not stored.deleted]
-        tombstones = sorted(key for key in live if key not in source_keys)
+        missing = sorted(key for key in live if key not in source_keys)
+        # A source that shifted while it was read may have skipped items: tombstone nothing.
+        tombstones = missing if snapshot.complete else []
     share = len(tombstones) / len(live) if live else 0.0
     if share > max_tombstone_share and not confirm_mass_tombstone:
         raise GuardrailTripped(
@@ -170,11 +176,14 @@ def refresh_content(
             "confirm_mass_tombstone: true. Nothing was written."
         )
     with timer.phase("write"):
-        written = store.apply_content_changes(upserts, tombstones, now)
+        written = store.apply_content_changes(
+            upserts, tombstones, now, unchanged_since=snapshot.started_at
+        )
     upsert_keys = {record.content_key for record in upserts}
     written.unchanged.extend(r.content_key for r in records if r.content_key not in upsert_keys)
     return ContentReport(
         source_records=len(records),
+        deferred_tombstones=len(missing) - len(tombstones),
         duplicate_keys=snapshot.duplicate_keys,
         rejected=rejected,
         written=written,
@@ -237,7 +246,6 @@ def refresh_associations(
     store: CatalogStore,
     now: datetime,
     *,
-    filter_changed_since: datetime | None,
     hold_rule: HoldRule = HoldRule(),
     confirmed: Collection[str] = (),
     confirm_all: bool = False,
@@ -245,9 +253,10 @@ def refresh_associations(
 ) -> AssociationReport:
     """Make ``catalog_query_content`` the pairs where a valid query matches a live record.
 
-    ``filter_changed_since`` is when associations were last refreshed: a query stored after
-    it counts as changed (None: every query counts as changed, so nothing is held). Held
-    queries keep their current rows unless their uuid is in ``confirmed`` or ``confirm_all``.
+    A query's filter counts as changed when its hash differs from the one its associations
+    were last computed with (``store.applied_filters()``; a new query has none). Held queries
+    keep their current rows, and their old filter hash, unless their uuid is in ``confirmed``
+    or ``confirm_all``.
     Invalid queries keep their rows from their last valid refresh (minus deleted content):
     a broken edit must not empty a catalog; the ``catalog_queries`` check reports them.
     """
@@ -256,6 +265,7 @@ def refresh_associations(
         queries = store.catalog_queries()
         live = store.live_content()
         current = store.associations()
+        applied = store.applied_filters()
     valid = {q.uuid: q for q in queries if q.is_valid}
     with timer.phase("match"):
         records = [{**metadata, RECORD_KEY: key} for key, metadata in live]
@@ -284,22 +294,22 @@ def refresh_associations(
                 added_per_query.get(uuid, 0),
                 removed_per_query.get(uuid, 0),
             )
-            changed = filter_changed_since is None or (
-                query.updated_at is not None and query.updated_at > filter_changed_since
-            )
-            change.held = (
+            changed = applied.get(uuid) != query.filter_hash
+            change.held = bool(
                 (change.added or change.removed)
                 and hold_rule.holds(change.before, change.after, changed)
                 and not (confirm_all or uuid in confirmed)
             )
             changes.append(change)
-        held = [c.uuid for c in changes if c.held]
+        held = {c.uuid for c in changes if c.held}
         if held:
-            not_held = ~pl.col("catalog_query_uuid").is_in(pl.lit(held, dtype=pl.List(pl.String)))
+            held_list = pl.lit(sorted(held), dtype=pl.List(pl.String))
+            not_held = ~pl.col("catalog_query_uuid").is_in(held_list)
             adds, removes = adds.filter(not_held), removes.filter(not_held)
         removes = pl.concat([removes, invalid_removes])
     with timer.phase("write"):
-        added, removed = store.apply_association_diff(adds, removes, now)
+        now_applied = {u: q.filter_hash for u, q in valid.items() if u not in held}
+        added, removed = store.apply_association_diff(adds, removes, now, now_applied)
     invalid_kept = _counts(current_invalid.join(invalid_removes, on=PAIR_COLUMNS, how="anti"))
     return AssociationReport(
         added=added,

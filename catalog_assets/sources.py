@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.content import content_key_of
+from catalog_assets.content import content_key_of, utcnow
 from catalog_assets.discovery import DiscoveryClient
 from catalog_assets.sample_data import SAMPLE_CONTENT_FILE, SAMPLE_QUERIES_FILE, load_bundled
 
 
 @dataclass(frozen=True)
 class ContentSnapshot:
-    """All content of a source at one moment: documents deduplicated by content key."""
+    """All content of a source at one moment: documents deduplicated by content key.
+
+    ``complete`` is False when the source showed signs of having shifted during the read
+    (repeated items, fewer items than it reported): items may have been skipped, so nothing
+    may be tombstoned for being absent. ``started_at`` (naive UTC) is when the read began.
+    """
 
     documents: list[dict[str, Any]]
     duplicate_keys: list[str] = field(default_factory=list)
     request_count: int = 0
+    complete: bool = True
+    started_at: datetime | None = None
 
 
 class ContentSource(dg.ConfigurableResource):
@@ -59,7 +67,7 @@ def _deduplicated(documents: list[dict[str, Any]]) -> ContentSnapshot:
         by_key[content_key_of(document)] = document
     counts = Counter(content_key_of(document) for document in documents)
     duplicates = sorted(key for key, count in counts.items() if count > 1)
-    return ContentSnapshot(list(by_key.values()), duplicates)
+    return ContentSnapshot(list(by_key.values()), duplicates, complete=not duplicates)
 
 
 class SampleContentSource(ContentSource):
@@ -76,7 +84,9 @@ class SampleContentSource(ContentSource):
         return documents
 
     def fetch_all(self) -> ContentSnapshot:
-        return _deduplicated(self._documents())
+        started = utcnow()
+        snapshot = _deduplicated(self._documents())
+        return replace(snapshot, started_at=started)
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
         return next(
@@ -106,10 +116,17 @@ class DiscoveryContentSource(ContentSource):
         )
 
     def fetch_all(self) -> ContentSnapshot:
+        started = utcnow()
         with self.client() as client:
             documents = client.crawl_records()
+            reported = client.last_crawl_reported_count
+            duplicates = sorted(set(client.last_crawl_duplicates))
             return ContentSnapshot(
-                documents, sorted(set(client.last_crawl_duplicates)), client.request_count
+                documents,
+                duplicates,
+                client.request_count,
+                complete=not duplicates and (reported is None or len(documents) >= reported),
+                started_at=started,
             )
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:

@@ -20,10 +20,10 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Self
 import polars as pl
 
 from catalog_assets import store_sql
-from catalog_assets.content import ContentRecord, canonical_json, naive_utc
+from catalog_assets.content import ContentRecord, canonical_json, naive_utc, utcnow
 
 # --------------------------------------------------------------------------------------------
 # Row types
@@ -160,9 +160,17 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def apply_content_changes(
-        self, upserts: Sequence[ContentRecord], tombstones: Sequence[str], now: datetime
+        self,
+        upserts: Sequence[ContentRecord],
+        tombstones: Sequence[str],
+        now: datetime,
+        unchanged_since: datetime | None = None,
     ) -> ContentWriteResult:
         """Upsert records and tombstone keys, in one transaction.
+
+        A tombstone applies only to a row not written since ``unchanged_since`` (default:
+        ``now``): a full crawl that started before another writer (the event lane) inserted or
+        updated a record must not tombstone it for being absent from the crawl.
 
         An upsert is `stale` (skipped) when its source_modified is older than the stored one,
         `unchanged` (skipped) when its hash equals the stored hash of a live row, else written,
@@ -219,12 +227,23 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def apply_association_diff(
-        self, adds: pl.DataFrame, removes: pl.DataFrame, now: datetime
+        self,
+        adds: pl.DataFrame,
+        removes: pl.DataFrame,
+        now: datetime,
+        applied_filters: Mapping[str, str] | None = None,
     ) -> tuple[int, int]:
-        """Delete the `removes` pairs, then insert the `adds` pairs that are not there yet.
+        """Delete the `removes` pairs, then insert the `adds` pairs that are not there yet
+        (and whose content is live).
 
-        One transaction. Returns the numbers of rows actually added and removed.
+        One transaction, which also records `applied_filters` (query uuid -> filter hash the
+        query's associations now reflect; see `applied_filters`). Returns the numbers of rows
+        actually added and removed.
         """
+
+    @abstractmethod
+    def applied_filters(self) -> dict[str, str]:
+        """Query uuid -> hash of the filter its associations were last computed with."""
 
     @abstractmethod
     def associations_of(self, content_key: str) -> dict[str, datetime]:
@@ -358,7 +377,7 @@ class SqlCatalogStore(CatalogStore):
                 extra = self._EXTRA_MIGRATIONS.get(version, ())
                 for statement in store_sql.MIGRATIONS[version] + extra:
                     self._run(statement)
-                self._run(store_sql.INSERT_SCHEMA_VERSION, (version, _utcnow()))
+                self._run(store_sql.INSERT_SCHEMA_VERSION, (version, utcnow()))
 
     def schema_version(self) -> int:
         with self._transaction():
@@ -374,9 +393,14 @@ class SqlCatalogStore(CatalogStore):
         return {key: ContentState(h, modified, bool(deleted)) for key, h, modified, deleted in rows}
 
     def apply_content_changes(
-        self, upserts: Sequence[ContentRecord], tombstones: Sequence[str], now: datetime
+        self,
+        upserts: Sequence[ContentRecord],
+        tombstones: Sequence[str],
+        now: datetime,
+        unchanged_since: datetime | None = None,
     ) -> ContentWriteResult:
         now = _naive(now)
+        since = _naive(unchanged_since) if unchanged_since is not None else now
         records = _newest_per_key(upserts)
         doomed = list(dict.fromkeys(tombstones))
         both = records.keys() & set(doomed)
@@ -388,7 +412,8 @@ class SqlCatalogStore(CatalogStore):
                 frame = pl.DataFrame({"content_key": doomed}, schema=store_sql.KEYS_FRAME)
                 with self._staged("stage_keys", frame):
                     gone = {
-                        row[0] for row in self._rows(store_sql.TOMBSTONE_STAGED_KEYS, (now, now))
+                        row[0]
+                        for row in self._rows(store_sql.TOMBSTONE_STAGED_KEYS, (now, now, since))
                     }
                 result.tombstoned = [key for key in doomed if key in gone]
             if records:
@@ -517,7 +542,11 @@ class SqlCatalogStore(CatalogStore):
     # Associations -------------------------------------------------------------------------
 
     def apply_association_diff(
-        self, adds: pl.DataFrame, removes: pl.DataFrame, now: datetime
+        self,
+        adds: pl.DataFrame,
+        removes: pl.DataFrame,
+        now: datetime,
+        applied_filters: Mapping[str, str] | None = None,
     ) -> tuple[int, int]:
         now = _naive(now)
         adds, removes = _pairs(adds, "adds"), _pairs(removes, "removes")
@@ -529,7 +558,16 @@ class SqlCatalogStore(CatalogStore):
             if adds.height:
                 with self._staged("stage_adds", adds):
                     added = self._count(store_sql.INSERT_STAGED_ADDS, (now,))
+            stored = dict(self._rows(store_sql.SELECT_APPLIED_FILTERS))
+            for uuid, filter_hash in (applied_filters or {}).items():
+                if stored.get(uuid) != filter_hash:
+                    self._run(store_sql.DELETE_APPLIED_FILTER, (uuid,))
+                    self._run(store_sql.INSERT_APPLIED_FILTER, (uuid, filter_hash, now))
         return added, removed
+
+    def applied_filters(self) -> dict[str, str]:
+        with self._transaction():
+            return dict(self._rows(store_sql.SELECT_APPLIED_FILTERS))
 
     def associations_of(self, content_key: str) -> dict[str, datetime]:
         with self._transaction():
@@ -828,10 +866,6 @@ class PostgresCatalogStore(SqlCatalogStore):
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _naive(value: datetime) -> datetime:

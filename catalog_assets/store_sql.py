@@ -74,6 +74,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             replayed_at TIMESTAMP
         )""",
     ),
+    # The filter each query's associations were last computed with, for the swing guardrail
+    # ("its filter has not changed since the last refresh").
+    2: (
+        """
+        CREATE TABLE IF NOT EXISTS catalog_query_applied_filter (
+            catalog_query_uuid TEXT PRIMARY KEY,
+            filter_hash TEXT NOT NULL,
+            applied_at TIMESTAMP NOT NULL
+        )""",
+    ),
 }
 
 # Staging tables: filled by the backend's bulk load, read by one set-based statement, dropped
@@ -180,7 +190,8 @@ WHERE (
 RETURNING content_key"""
 TOMBSTONE_STAGED_KEYS = """
 UPDATE content_metadata SET deleted_at = ?, updated_at = ?
-WHERE deleted_at IS NULL AND content_key IN (SELECT content_key FROM stage_keys)
+WHERE deleted_at IS NULL AND updated_at < ?
+  AND content_key IN (SELECT content_key FROM stage_keys)
 RETURNING content_key"""
 TOMBSTONE_ONE = """
 UPDATE content_metadata
@@ -261,6 +272,9 @@ FROM stage_adds s
 WHERE NOT EXISTS (
     SELECT 1 FROM catalog_query_content c
     WHERE c.catalog_query_uuid = s.catalog_query_uuid AND c.content_key = s.content_key
+)
+AND EXISTS (
+    SELECT 1 FROM content_metadata m WHERE m.content_key = s.content_key AND m.deleted_at IS NULL
 )
 ORDER BY s.catalog_query_uuid, s.content_key
 ON CONFLICT DO NOTHING"""
@@ -344,3 +358,11 @@ PG_COPY_ASSOCIATIONS_OUT = (
     "COPY (SELECT catalog_query_uuid, content_key FROM catalog_query_content) "
     "TO STDOUT WITH (FORMAT csv)"
 )
+
+# The filters associations were computed with (swing guardrail) ----------------------------
+
+SELECT_APPLIED_FILTERS = "SELECT catalog_query_uuid, filter_hash FROM catalog_query_applied_filter"
+DELETE_APPLIED_FILTER = "DELETE FROM catalog_query_applied_filter WHERE catalog_query_uuid = ?"
+INSERT_APPLIED_FILTER = """
+INSERT INTO catalog_query_applied_filter (catalog_query_uuid, filter_hash, applied_at)
+VALUES (?, ?, ?)"""

@@ -325,3 +325,41 @@ def test_discovery_source_end_to_end_and_a_failed_crawl_writes_nothing(lane):
         failed = lane.refresh(content_source=source, raise_on_error=False)
         assert not failed.success
         assert lane.tables() == before
+
+
+def test_a_source_that_shifted_tombstones_nothing(lane):
+    """Repeated items mean the index shifted mid-crawl, so absent items may have been skipped."""
+    lane.refresh()
+    kept = lane.content[1:]
+    lane.write(content=[*kept, kept[0]])  # one repeat, one item missing
+    result = lane.refresh()
+    content_meta = metadata(result, "content_metadata")
+    assert content_meta["tombstoned"] == 0 and content_meta["tombstones_deferred"] == 1
+    assert lane.tables()["content"][content_key_of(lane.content[0])].deleted_at is None
+
+
+def test_a_document_that_cannot_be_used_is_not_tombstoned(lane):
+    lane.refresh()
+    broken = dict(lane.content[0], aggregation_key=None, content_type=None)
+    lane.write(content=[broken, *lane.content[1:]])
+    result = lane.refresh()
+    assert metadata(result, "content_metadata")["rejected_documents"] == 1
+    assert metadata(result, "content_metadata")["tombstoned"] == 0
+
+
+def test_a_title_edit_does_not_switch_the_swing_guardrail_off(tmp_path, store_url):
+    content = generate_content(400, seed=4)
+    queries = {
+        "catalog_queries": [
+            {"uuid": "q", "title": "all courses", "content_filter": {"content_type": "course"}}
+        ],
+        "enterprise_catalogs": [],
+    }
+    lane = Lane(tmp_path, store_url, content, queries)
+    lane.refresh()
+    for document in content:
+        if document["content_type"] == "course":
+            document["content_type"] = "program"
+    queries["catalog_queries"][0]["title"] = "renamed"
+    lane.write(content=content, queries=queries)
+    assert not check(lane.refresh(), "no_held_changes").passed

@@ -222,3 +222,48 @@ def test_dead_letters_replay_once_their_cause_is_fixed(world):
         (left,) = store.dead_letters()
         assert left.value == b"still not json"
         assert len(store.dead_letters(include_replayed=True)) == 2
+
+
+def test_a_fetch_miss_does_not_block_the_next_full_refresh(world):
+    """A lagging source makes an upsert event find nothing: the key is tombstoned without a
+    time, so the next full refresh (which has the record) brings it back."""
+    course = a_course(world)
+    rest = [d for d in world["content"] if d is not course]
+    (world["path"] / "content.json").write_text(json.dumps(rest))
+    update = ContentUpdate(course["key"], "course", time=datetime(2040, 1, 1))
+    assert outcome(materialize_key(world, course["key"], update))["outcome"] == "tombstoned"
+    (world["path"] / "content.json").write_text(json.dumps(world["content"]))
+    assert dg.materialize(bulk_assets, resources=world["resources"], instance=world["instance"])
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).deleted_at is None
+    assert stored_queries(world, course["key"]) == expected_queries(world, course)
+
+
+def test_event_lane_keeps_rows_of_invalid_queries(world):
+    key = next(content_key_of(d) for d in world["content"] if expected_queries(world, d))
+    query_uuid = stored_queries(world, key)[0]
+    queries = world["queries"]
+    for query in queries["catalog_queries"]:
+        if query["uuid"] == query_uuid:
+            query["content_filter"] = {"title__icontains": "x"}  # now invalid
+    (world["path"] / "queries.json").write_text(json.dumps(queries))
+    assert dg.materialize(bulk_assets, resources=world["resources"], instance=world["instance"])
+    assert query_uuid in stored_queries(world, key)  # kept by the bulk lane
+    materialize_key(world, key)  # an event for the key
+    assert query_uuid in stored_queries(world, key)  # and by the event lane
+
+
+def test_rejected_update_dead_letter_replays_only_once_fixed(world):
+    from catalog_assets.dead_letters import replay
+
+    bad = ContentUpdate(
+        "edX+Bad", "course", metadata={"key": "edX+Other", "content_type": "course"}
+    )
+    world["instance"].add_dynamic_partitions(CONTENT_KEYS.name, ["edX+Bad"])
+    assert outcome(materialize_key(world, "edX+Bad", bad))["outcome"] == "rejected"
+    with open_store(world["store_url"]) as store:
+        (letter,) = store.dead_letters()
+        assert json.loads(letter.value)["content_key"] == "edX+Bad"  # a replayable JSON event
+        (line,) = replay(store, world["resources"]["content_source"], datetime(2026, 11, 27))
+        assert line.outcome.startswith("still")
+        assert len(store.dead_letters()) == 1  # not marked replayed

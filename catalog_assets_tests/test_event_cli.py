@@ -60,7 +60,7 @@ def test_replay_dry_run_prints_the_rewound_cursor(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert cli.main(["replay", "--since", "2026-01-01T00:00:00+00:00", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f'{{"{topic}":{{"0":0}}}}' in out and "dagster sensor cursor" in out
+    assert f'{{"{topic}":{{"0":0}},"#replay":1}}' in out and "dagster sensor cursor" in out
 
 
 def _now():

@@ -93,7 +93,10 @@ def test_avro_round_trip_yields_the_run_and_its_parent_course():
         assert event.metadata is None
         assert event.source == "openedx"
         assert (event.topic, event.partition, event.offset) == (TOPIC, PARTITION, OFFSET)
-    assert {e.dedupe_key for e in decoded} == {("evt-1", RUN_KEY), ("evt-1", "edX+DemoX")}
+    assert {(e.event_id, e.content_key) for e in decoded} == {
+        ("evt-1", RUN_KEY),
+        ("evt-1", "edX+DemoX"),
+    }
 
 
 def test_from_kafka_message_then_decode():

@@ -276,3 +276,22 @@ def test_replay_rewinds_the_cursor_to_at_or_before_the_time(bus):
     assert offsets[bus.json_topic][0] in (0, 1)
     replayed = bus.tick(json.dumps({bus.json_topic: {"0": offsets[bus.json_topic][0]}}))
     assert "edX+R1" in {run.partition_key for run in replayed.run_requests}
+
+
+def test_replay_generation_changes_run_keys_so_replayed_events_run_again(bus):
+    from sensors.content_events import REPLAY_KEY, replay_generation
+
+    bus.publish_json("edX+Again", "again-1")
+    first = bus.tick()
+    start = json.dumps({bus.json_topic: {"0": 0}, bus.avro_topic: {"0": 0}, REPLAY_KEY: 1})
+    replayed = bus.tick(start)
+    assert [r.partition_key for r in replayed.run_requests] == ["edX+Again"]
+    assert replayed.run_requests[0].run_key != first.run_requests[0].run_key
+    assert replay_generation(replayed.cursor) == 1
+
+
+def test_a_topic_that_does_not_answer_keeps_its_offsets(bus):
+    cursor = json.dumps({"vanished-topic": {"0": 42}, bus.json_topic: {"0": 0}})
+    bus.publish_json("edX+Still", "still-1")
+    result = bus.tick(cursor)
+    assert parse_cursor(result.cursor)["vanished-topic"] == {0: 42}

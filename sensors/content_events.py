@@ -16,11 +16,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dagster as dg
 from pydantic import Field
 
+from catalog_assets.content import utcnow
 from catalog_assets.dead_letters import collapse, dead_letter
 from catalog_assets.event_assets import (
     CONTENT_KEYS,
@@ -55,18 +56,32 @@ class TickLimits(dg.ConfigurableResource):
     )
 
 
+REPLAY_KEY = "#replay"
+"""Cursor entry counting replays (``#`` cannot start a Kafka topic name). It is part of every
+run key, so runs for replayed events are launched again rather than deduplicated away."""
+
+
 def parse_cursor(cursor: str | None) -> Offsets:
-    if not cursor:
-        return {}
-    raw = json.loads(cursor)
-    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in raw.items()}
+    """``{topic: {partition: next_offset}}`` from the cursor."""
+    raw = json.loads(cursor) if cursor else {}
+    return {
+        topic: {int(p): int(o) for p, o in parts.items()}
+        for topic, parts in raw.items()
+        if topic != REPLAY_KEY
+    }
 
 
-def serialize_cursor(offsets: Offsets) -> str:
-    return json.dumps(
-        {t: {str(p): o for p, o in sorted(parts.items())} for t, parts in sorted(offsets.items())},
-        separators=(",", ":"),
-    )
+def replay_generation(cursor: str | None) -> int:
+    return int(json.loads(cursor).get(REPLAY_KEY, 0)) if cursor else 0
+
+
+def serialize_cursor(offsets: Offsets, generation: int = 0) -> str:
+    raw: dict = {
+        t: {str(p): o for p, o in sorted(parts.items())} for t, parts in sorted(offsets.items())
+    }
+    if generation:
+        raw[REPLAY_KEY] = generation
+    return json.dumps(raw, separators=(",", ":"))
 
 
 def _run_key(updates: Sequence[ContentUpdate]) -> str:
@@ -79,14 +94,17 @@ def _run_key(updates: Sequence[ContentUpdate]) -> str:
     return digest.hexdigest()[:24]
 
 
-def plan_runs(updates: Sequence[ContentUpdate], limits: TickLimits) -> list[dg.RunRequest]:
+def plan_runs(
+    updates: Sequence[ContentUpdate], limits: TickLimits, generation: int = 0
+) -> list[dg.RunRequest]:
     """One run per key for a trickle; for a burst, at most ``max_runs`` batch runs."""
+    replay = f"r{generation}:" if generation else ""
     if not updates:
         return []
     if len(updates) <= min(limits.single_key_runs_up_to, limits.max_runs):
         return [
             dg.RunRequest(
-                run_key=f"{update.content_key}:{_run_key([update])}",
+                run_key=f"{replay}{update.content_key}:{_run_key([update])}",
                 job_name=content_item_job.name,
                 partition_key=update.content_key,
                 run_config={"ops": {"content_item": {"config": {"update": update.to_config()}}}},
@@ -99,7 +117,7 @@ def plan_runs(updates: Sequence[ContentUpdate], limits: TickLimits) -> list[dg.R
     chunks = [updates[i : i + size] for i in range(0, len(updates), size)]
     return [
         dg.RunRequest(
-            run_key=f"batch:{_run_key(chunk)}",
+            run_key=f"{replay}batch:{_run_key(chunk)}",
             job_name=apply_content_events.name,
             run_config={
                 "ops": {
@@ -147,6 +165,7 @@ def evaluate_tick(
     from confluent_kafka import KafkaException
 
     offsets = parse_cursor(context.cursor)
+    generation = replay_generation(context.cursor)
     try:
         batch = source.read(offsets, limits.max_messages, limits.max_seconds)
     except KafkaException as error:
@@ -156,10 +175,10 @@ def evaluate_tick(
     note = f"; missing topics: {', '.join(batch.missing_topics)}" if batch.missing_topics else ""
     if not batch.messages:
         if batch.next_offsets != offsets:  # first sight of a partition: remember where it starts
-            return dg.SensorResult(cursor=serialize_cursor(batch.next_offsets))
+            return dg.SensorResult(cursor=serialize_cursor(batch.next_offsets, generation))
         return dg.SkipReason(f"no new content events on {source.topics}{note}")
 
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     registry = SchemaRegistry(source.schema_registry_url) if source.schema_registry_url else None
     try:
         decoded = decode_batch(batch.messages, registry, now)
@@ -175,7 +194,7 @@ def evaluate_tick(
     updates = collapse(decoded.events)
     known = set(context.instance.get_dynamic_partitions(CONTENT_KEYS.name))
     new_keys = sorted({u.content_key for u in updates} - known)
-    runs = plan_runs(updates, limits)
+    runs = plan_runs(updates, limits, generation)
     context.log.info(
         f"{len(batch.messages)} messages ({batch.stopped_by}), {len(decoded.events)} events, "
         f"{len(updates)} content keys, {len(runs)} runs, {len(new_keys)} new partitions{note}"
@@ -189,7 +208,7 @@ def evaluate_tick(
         dynamic_partitions_requests=(
             [CONTENT_KEYS.build_add_request(new_keys)] if new_keys else []
         ),
-        cursor=serialize_cursor(batch.next_offsets),
+        cursor=serialize_cursor(batch.next_offsets, generation),
     )
 
 

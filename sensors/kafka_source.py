@@ -88,7 +88,8 @@ class KafkaEventSource(dg.ConfigurableResource):
         from confluent_kafka import KafkaException, TopicPartition
 
         deadline = time.monotonic() + max_seconds
-        batch = ReadBatch()
+        # Start from every known offset: a topic that does not answer this tick keeps its own.
+        batch = ReadBatch(next_offsets={t: dict(parts) for t, parts in offsets.items()})
         consumer = self._consumer()
         try:
             metadata = consumer.list_topics(timeout=self.timeout_seconds)

@@ -51,14 +51,14 @@ def rewind_cursor(
 ) -> str:
     """The sensor cursor that replays ``topics`` (default: all content topics) from ``since``;
     other topics keep their offsets from the ``current`` cursor."""
-    from sensors.content_events import build_event_resources, parse_cursor
+    from sensors.content_events import build_event_resources, parse_cursor, replay_generation
 
     source = build_event_resources(env)["content_events"].process_config_and_initialize()
     if not source.configured:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
     offsets = parse_cursor(current)
     offsets.update(replay_offsets(source, since, topics or source.topic_list()))
-    return serialize_cursor(offsets)
+    return serialize_cursor(offsets, replay_generation(current) + 1)
 
 
 def current_cursor(instance, sensor_name: str) -> str | None:
