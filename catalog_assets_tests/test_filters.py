@@ -130,6 +130,8 @@ RULE_CASES = [
     ("gt not all elements", {"p__gt": ["1", "5"]}, {"p": 3}, False),
     ("gt empty array matches", {"p__gt": []}, {}, True),
     ("lte all elements", {"p__lte": [10, "5"]}, {"p": 5}, True),
+    ("lt not all elements", {"p__lt": [10, "5"]}, {"p": 7}, False),
+    ("gte not all elements", {"p__gte": ["1", 5]}, {"p": 3}, False),
     ("exact array element is an array", {"tags": [["a", "b"]]}, {"tags": ["a", "b"]}, True),
     ("exact object value", {"o": {"a": 1, "b": 2}}, {"o": {"b": 2, "a": 1}}, True),
     # e. exact equality
@@ -381,7 +383,8 @@ def test_match_table_does_not_loop_over_pairs_in_python(monkeypatch):
 
 # --- Property: match_table == matches, pair for pair ----------------------------------------
 
-FIELDS = ["a", "b", "price", "", "status"]
+FIELDS = ["a", "b", "price", "", "status", "org", "aggregation_key"]
+TYPO_KEYS = ["aggregration__key", "aggregation__key", "org__exempt"]  # whole-key rewrites
 OPERATOR_SUFFIXES = ["", "__exact", "__not", "__exclude", "__gt", "__gte", "__lt", "__lte"]
 INVALID_SUFFIXES = ["__in", "__EXCLUDE", "__", "__x__y"]
 
@@ -390,10 +393,19 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(-5, 5),
     st.integers(-(2**70), 2**70),
+    st.integers(-(2**1100), 2**1100),  # beyond float range: OverflowError in float()
     st.sampled_from([0.0, -0.0, 1.0, 2.5, -1.5, 1e308, math.inf, -math.inf, math.nan]),
     st.floats(allow_nan=True, width=64),
     st.sampled_from(["", "a", "b", "1", "2", " 2 ", "2.5", "1e2", "NaN", "inf", "free", "True"]),
     st.text(max_size=3),
+)
+# Numeric filter values: mostly convertible, so that filters stay valid and bounds interact.
+numeric_values = st.one_of(
+    st.integers(-5, 5),
+    st.floats(-10, 10, allow_nan=False),
+    st.sampled_from(["1", "2.5", " 3 ", "1e1", "-2", "NaN", "inf", "-inf"]),
+    st.booleans(),
+    st.none(),
 )
 json_values = st.recursive(
     scalars,
@@ -416,11 +428,14 @@ def content_filters(draw) -> dict[str, Any]:
             max_size=4,
         )
     )
+    keys += [(typo, "") for typo in draw(st.lists(st.sampled_from(TYPO_KEYS), max_size=2))]
+    keys = draw(st.permutations(keys))
     content_filter: dict[str, Any] = {}
     for field_name, suffix in keys:
         numeric = suffix in ("__gt", "__gte", "__lt", "__lte")
+        numeric_pool = st.one_of(*[numeric_values] * 9, scalars)  # scalars: now and then invalid
         value = draw(
-            st.lists(scalars, max_size=3) | scalars
+            st.lists(numeric_pool, max_size=3) | numeric_pool
             if numeric
             else st.lists(json_values, max_size=3) | json_values
         )
@@ -455,3 +470,18 @@ def test_match_table_equals_matches_pair_for_pair(filters, records):
     pairs = match_table(by_id, keyed)
     assert set(pairs.iter_rows()) == expected
     assert pairs.height == len(expected)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    op=st.sampled_from(["gt", "gte", "lt", "lte"]),
+    bounds=st.lists(numeric_values, max_size=4) | numeric_values,
+    values=st.lists(numeric_values | st.text(max_size=2), min_size=1, max_size=8),
+)
+def test_numeric_bounds_equal_the_reference(op, bounds, values):
+    """Numeric comparisons against several bounds at once, where bulk and reference could
+    most easily part ways (ALL over the bounds, NaN, infinities, strings, booleans)."""
+    content_filter = {f"p__{op}": bounds}
+    records = [{"content_key": f"r{i}", "p": value} for i, value in enumerate(values)]
+    expected = [r["content_key"] for r in records if matches(content_filter, r)]
+    assert match_table({"q": content_filter}, records)["content_key"].to_list() == expected
