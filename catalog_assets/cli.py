@@ -13,11 +13,16 @@ from typing import Any
 LOCAL_DAGSTER_HOME = ".dagster_home"
 
 
+def _dagster_home() -> Path:
+    """``DAGSTER_HOME``, else ./.dagster_home (what `make run` and `make dev` use)."""
+    return Path(os.environ.get("DAGSTER_HOME") or LOCAL_DAGSTER_HOME).resolve()
+
+
 def _local_instance():
     """The Dagster instance of ``DAGSTER_HOME``, else a local SQLite one in ./.dagster_home."""
     import dagster as dg
 
-    home = Path(os.environ.get("DAGSTER_HOME") or LOCAL_DAGSTER_HOME).resolve()
+    home = _dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config, project_config = home / "dagster.yaml", Path(__file__).parents[1] / "dagster.yaml"
     if not config.exists() and project_config.exists():  # the project's local instance config
@@ -197,7 +202,7 @@ def replay_events(args: argparse.Namespace) -> int:
         return 0
     import subprocess
 
-    home = os.environ.get("DAGSTER_HOME") or str(Path(LOCAL_DAGSTER_HOME).resolve())
+    home = str(_dagster_home())
     executable = str(Path(sys.executable).parent / command[0])
     done = subprocess.run([executable, *command[1:]], env={**os.environ, "DAGSTER_HOME": home})
     return done.returncode

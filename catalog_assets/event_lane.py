@@ -170,7 +170,7 @@ def apply_updates(
         queries_by_key.setdefault(key, []).append(query_id)
     for key, result in applied.items():
         # Invalid queries keep their rows from their last valid evaluation, as in the bulk lane.
-        kept = set(store.associations_of(key)) & invalid if key in live else set()
+        kept = set(store.associations_of(key)) & invalid if invalid and key in live else set()
         result.queries = sorted({*queries_by_key.get(key, []), *kept})
         if result.outcome != "rejected":
             result.added, result.removed = store.replace_content_associations(

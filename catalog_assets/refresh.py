@@ -123,7 +123,6 @@ class ContentReport:
     duplicate_keys: list[str]
     rejected: list[str]
     written: ContentWriteResult
-    live_before: int
     request_count: int
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -187,7 +186,6 @@ def refresh_content(
         duplicate_keys=snapshot.duplicate_keys,
         rejected=rejected,
         written=written,
-        live_before=len(live),
         request_count=snapshot.request_count,
         timings=timer.seconds,
     )

@@ -13,11 +13,11 @@ import pytest
 from catalog_assets.assets import bulk_assets
 from catalog_assets.checks import associations_reference_live_content
 from catalog_assets.content import content_key_of
-from catalog_assets.filters import InvalidFilter, match_table, validate
 from catalog_assets.resources import CatalogStoreResource
 from catalog_assets.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.sources import CatalogQuerySource, DiscoveryContentSource, SampleContentSource
 from catalog_assets.store import open_store
+from catalog_assets_tests.expected import expected_pairs, valid_filters
 from catalog_assets_tests.fake_discovery import FakeDiscovery
 
 ASSETS = [*bulk_assets, associations_reference_live_content]
@@ -70,14 +70,7 @@ class Lane:
     def expected_associations(self) -> list[tuple[str, str]]:
         """What the filter engine says directly, from the source files (valid queries only)."""
         records = [{**d, "_key": content_key_of(d)} for d in self.content]
-        filters = {}
-        for query in self.queries["catalog_queries"]:
-            try:
-                validate(query["content_filter"])
-            except InvalidFilter:
-                continue
-            filters[query["uuid"]] = query["content_filter"]
-        return sorted(match_table(filters, records, key="_key").iter_rows())
+        return expected_pairs(valid_filters(self.queries["catalog_queries"]), records)
 
 
 def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:

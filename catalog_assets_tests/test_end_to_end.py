@@ -17,9 +17,10 @@ from confluent_kafka import Producer
 
 from catalog_assets.content import content_key_of
 from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
-from catalog_assets.filters import match_table
 from catalog_assets.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
+from catalog_assets_tests import expected
+from catalog_assets_tests.expected import valid_filters
 
 BIN = Path(sys.executable).parent
 INSTANCE_CONFIG = """
@@ -78,15 +79,9 @@ def deployment(tmp_path, postgres_schema_url, kafka_bootstrap, kafka_topic):
 
 
 def expected_queries(deployment, record: dict) -> list[str]:
-    filters = {q["uuid"]: q["content_filter"] for q in deployment["queries"]["catalog_queries"]}
-    valid = {}
-    for uuid, content_filter in filters.items():
-        try:
-            match_table({uuid: content_filter}, [])
-        except ValueError:
-            continue
-        valid[uuid] = content_filter
-    return sorted(match_table(valid, [{**record, "__k": "k"}], key="__k")["query_id"].to_list())
+    return expected.expected_queries(
+        valid_filters(deployment["queries"]["catalog_queries"]), record
+    )
 
 
 def test_events_flow_from_kafka_through_the_daemon_into_the_store(deployment):

@@ -12,11 +12,11 @@ from catalog_assets.assets import bulk_assets
 from catalog_assets.content import content_key_of
 from catalog_assets.event_assets import CONTENT_KEYS, apply_content_events, content_item
 from catalog_assets.event_lane import ContentUpdate
-from catalog_assets.filters import match_table
 from catalog_assets.resources import CatalogStoreResource
 from catalog_assets.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.sources import CatalogQuerySource, SampleContentSource
 from catalog_assets.store import open_store
+from catalog_assets_tests import expected
 
 
 @pytest.fixture
@@ -49,8 +49,7 @@ def filters_of(world) -> dict[str, dict]:
 
 
 def expected_queries(world, record: dict) -> list[str]:
-    pairs = match_table(filters_of(world), [{**record, "__k": "k"}], key="__k")
-    return sorted(pairs["query_id"].to_list())
+    return expected.expected_queries(filters_of(world), record)
 
 
 def stored_queries(world, key: str) -> list[str]:
