@@ -27,30 +27,59 @@ from catalog_assets.sources import CatalogQuerySource, ContentSource
 GROUP = "catalog"
 
 
-@dg.asset(group_name=GROUP, check_specs=[checks.VALID_FILTERS])
+class QueryRefreshConfig(dg.Config):
+    max_removal_share: float = Field(
+        default=0.2,
+        description="Refuse a listing that removes more of the stored queries or catalogs.",
+    )
+    confirm_mass_removal: bool = Field(
+        default=False,
+        description="Apply a listing that the removal guardrail refused (or an empty one).",
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    check_specs=[checks.VALID_FILTERS, checks.CATALOGS_REFERENCE_KNOWN_QUERIES],
+)
 def catalog_queries(
-    catalog_query_source: CatalogQuerySource, catalog_store: CatalogStoreResource
+    config: QueryRefreshConfig,
+    catalog_query_source: CatalogQuerySource,
+    catalog_store: CatalogStoreResource,
 ) -> dg.MaterializeResult:
     """Catalog queries and enterprise catalogs, each filter validated and stored with its error."""
     timer = Timer()
     with timer.phase("load"):
         loaded = catalog_query_source.load()
     with timer.phase("write"), catalog_store.open() as store:
-        report = sync_catalog_queries(loaded, store, utcnow())
+        try:
+            report = sync_catalog_queries(
+                loaded,
+                store,
+                utcnow(),
+                max_removal_share=config.max_removal_share,
+                confirm_mass_removal=config.confirm_mass_removal,
+            )
+        except GuardrailTripped as tripped:
+            raise dg.Failure(description=str(tripped), allow_retries=False) from tripped
     invalid = report.invalid
     return dg.MaterializeResult(
         metadata={
             "queries": len(report.rows),
             "valid": len(report.rows) - len(invalid),
             "invalid": len(invalid),
-            "enterprise_catalogs": report.catalogs,
+            "enterprise_catalogs": len(report.catalogs),
             "added": len(report.sync.added),
             "changed": len(report.sync.changed),
             "unchanged": len(report.sync.unchanged),
             "removed": len(report.sync.removed),
+            "catalogs_removed": report.catalogs_removed,
             "seconds": timer.seconds,
         },
-        check_results=[checks.valid_filters_result(invalid)],
+        check_results=[
+            checks.valid_filters_result(invalid),
+            checks.unknown_query_catalogs_result(report.unknown_query_catalogs),
+        ],
     )
 
 
@@ -76,7 +105,10 @@ def sync_content_partitions(instance: dg.DagsterInstance, live_keys: list[str]) 
     return len(added), len(removed)
 
 
-@dg.asset(group_name=GROUP, check_specs=[checks.NO_DUPLICATE_SOURCE_KEYS])
+@dg.asset(
+    group_name=GROUP,
+    check_specs=[checks.NO_DUPLICATE_SOURCE_KEYS, checks.NO_REJECTED_DOCUMENTS],
+)
 def content_metadata(
     context: dg.AssetExecutionContext,
     config: ContentRefreshConfig,
@@ -94,6 +126,7 @@ def content_metadata(
                 snapshot,
                 store,
                 utcnow(),
+                lookup=content_source,
                 max_tombstone_share=config.max_tombstone_share,
                 confirm_mass_tombstone=config.confirm_mass_tombstone,
                 timer=timer,
@@ -105,7 +138,9 @@ def content_metadata(
             partitions_added, partitions_removed = sync_content_partitions(context.instance, live)
     written = report.written
     for problem in report.rejected[:20]:
-        context.log.warning(f"content document skipped: {problem}")
+        context.log.warning(f"content document rejected: {problem.reason}")
+    if report.incomplete_reason:
+        context.log.warning(f"the source shifted while it was read: {report.incomplete_reason}")
     changed = [("inserted", k) for k in written.inserted[:10]]
     changed += [("updated", k) for k in written.updated[:10]]
     changed += [("tombstoned", k) for k in written.tombstoned[:10]]
@@ -118,7 +153,9 @@ def content_metadata(
             "tombstoned": len(written.tombstoned),
             "stale_skipped": len(written.stale),
             "rejected_documents": len(report.rejected),
+            "absent_but_still_in_source": len(report.still_present),
             "tombstones_deferred": report.deferred_tombstones,
+            "associations_removed_with_tombstones": written.associations_removed,
             "partitions_added": partitions_added,
             "partitions_removed": partitions_removed,
             "source_requests": report.request_count,
@@ -129,7 +166,10 @@ def content_metadata(
                 else "No changes."
             ),
         },
-        check_results=[checks.duplicate_keys_result(report.duplicate_keys)],
+        check_results=[
+            checks.duplicate_keys_result(report.duplicate_keys),
+            checks.rejected_documents_result(report.rejected),
+        ],
     )
 
 

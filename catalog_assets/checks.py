@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from catalog_assets.content import RejectedDocument
 from catalog_assets.refresh import QueryChange
 from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.store import CatalogQueryRow
+from catalog_assets.store import CatalogQueryRow, EnterpriseCatalogRow
 
 PREVIEW_ROWS = 20
 
@@ -24,6 +25,16 @@ NO_DUPLICATE_SOURCE_KEYS = dg.AssetCheckSpec(
     "no_duplicate_source_keys",
     asset="content_metadata",
     description="The source returned each content key once (a shifting index repeats items).",
+)
+CATALOGS_REFERENCE_KNOWN_QUERIES = dg.AssetCheckSpec(
+    "catalogs_reference_known_queries",
+    asset="catalog_queries",
+    description="Every enterprise catalog names a catalog query in the listing.",
+)
+NO_REJECTED_DOCUMENTS = dg.AssetCheckSpec(
+    "no_rejected_documents",
+    asset="content_metadata",
+    description="Every document the source returned could be stored (rejected ones are listed).",
 )
 NO_HELD_CHANGES = dg.AssetCheckSpec(
     "no_held_changes",
@@ -55,6 +66,40 @@ def valid_filters_result(invalid: Sequence[CatalogQueryRow]) -> dg.AssetCheckRes
             "invalid_queries": len(invalid),
             "preview": dg.MetadataValue.md(
                 markdown_table(["catalog query", "title", "error"], rows) if rows else "None."
+            ),
+        },
+    )
+
+
+def unknown_query_catalogs_result(
+    catalogs: Sequence[EnterpriseCatalogRow],
+) -> dg.AssetCheckResult:
+    rows = [[c.uuid, c.title, c.catalog_query_uuid] for c in catalogs[:PREVIEW_ROWS]]
+    return dg.AssetCheckResult(
+        check_name=CATALOGS_REFERENCE_KNOWN_QUERIES.name,
+        passed=not catalogs,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "catalogs_with_unknown_query": len(catalogs),
+            "preview": dg.MetadataValue.md(
+                markdown_table(["enterprise catalog", "title", "catalog query (unknown)"], rows)
+                if rows
+                else "None."
+            ),
+        },
+    )
+
+
+def rejected_documents_result(rejected: Sequence[RejectedDocument]) -> dg.AssetCheckResult:
+    rows = [[r.content_key or "(none)", r.reason] for r in rejected[:PREVIEW_ROWS]]
+    return dg.AssetCheckResult(
+        check_name=NO_REJECTED_DOCUMENTS.name,
+        passed=not rejected,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected_documents": len(rejected),
+            "preview": dg.MetadataValue.md(
+                markdown_table(["content key", "reason"], rows) if rows else "None."
             ),
         },
     )

@@ -56,8 +56,45 @@ def refresh(args: argparse.Namespace) -> int:
             print(f"  check {evaluation.check_name}: {status}")
         for event in result.all_events:
             if event.is_step_failure:
-                print(f"  step {event.step_key} failed: {event.step_failure_data.error.message}")
+                cause = _failure_cause(event.step_failure_data)
+                print(f"  step {event.step_key} failed: {_one_line(cause, first=True)}")
     return 0 if result.success else 1
+
+
+def _failure_cause(failure: Any) -> str:
+    """The most specific human message of a failed step (its ``StepFailureData``).
+
+    A ``dg.Failure`` says it in its description; otherwise Dagster's own wrapper ("Error occurred
+    while executing op ...") says nothing, so take the first exception it wraps, whose message
+    is the one the project wrote (naming the file, the store, the key).
+    """
+    if failure.user_failure_data is not None and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    if error is None:
+        return "no error recorded"
+    while error.cause is not None and (
+        error.cls_name.startswith("Dagster") or error.cls_name == "Failure"
+    ):
+        error = error.cause
+    qualified, colon, text = error.message.strip().partition(": ")
+    if colon and qualified.endswith(error.cls_name):  # "json.decoder.JSONDecodeError: ..."
+        return f"{error.cls_name}: {text}"
+    return error.message
+
+
+def _one_line(text: object, *, first: bool = False) -> str:
+    """``text`` redacted, on one line: its lines joined, or with ``first`` its first line."""
+    from catalog_assets.redaction import redact
+
+    lines = [line.strip() for line in redact(text).splitlines() if line.strip()]
+    return (lines[0] if first else " ".join(lines)) if lines else ""
+
+
+def _error(command: str, message: object) -> None:
+    """Print one error line of ``command`` to stderr, redacted."""
+    text = _one_line(message) or type(message).__name__  # an exception without a message
+    print(f"catalog-assets {command}: {text}", file=sys.stderr)
 
 
 def _inline(values: dict[str, Any]) -> str:
@@ -109,6 +146,20 @@ def _resolved(name: str):
     return build_resources(os.environ)[name].process_config_and_initialize()
 
 
+def migrate(args: argparse.Namespace) -> int:
+    """Create the catalog store's tables, or bring them up to this code's schema version."""
+    from catalog_assets.redaction import redact
+    from catalog_assets.store import open_store
+
+    url = _resolved("catalog_store").url
+    with open_store(url) as store:
+        store.ensure_schema()
+        version = store.schema_version()
+    # redact, not redact_url: that one drops the empty host of duckdb:///path URLs.
+    print(f"catalog store {redact(url)}: schema version {version}")
+    return 0
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     """List dead-lettered events, or replay them once their cause is fixed."""
     from catalog_assets import dead_letters as letters
@@ -125,7 +176,7 @@ def dead_letters(args: argparse.Namespace) -> int:
                     "offset": d.offset,
                     "received_at": d.received_at.isoformat(),
                     "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
-                    "error": d.error,
+                    "error": _one_line(d.error),
                 }
                 for d in store.dead_letters(include_replayed=args.all)
             ]
@@ -137,15 +188,20 @@ def dead_letters(args: argparse.Namespace) -> int:
                 print("No dead letters.")
             return 0
         registry_url = os.environ.get("KAFKA_SCHEMA_REGISTRY_URL")
-        report = letters.replay(
-            store,
-            _resolved("content_source"),
-            utcnow(),
-            ids=args.ids or None,
-            registry=SchemaRegistry(registry_url) if registry_url else None,
-        )
+        source = _resolved("content_source")
+        try:
+            report = letters.replay(
+                store,
+                source,
+                utcnow(),
+                ids=args.ids or None,
+                registry=SchemaRegistry(registry_url) if registry_url else None,
+            )
+        except ValueError as error:  # ids that name no dead letter waiting to be replayed
+            _error("dead-letters replay", error)
+            return 1
     for line in report:
-        print(f"dead letter {line.id}: {line.outcome}")
+        print(f"dead letter {line.id}: {_one_line(line.outcome)}")
     return 0 if all(line.outcome.startswith("applied") for line in report) else 1
 
 
@@ -178,7 +234,7 @@ def publish(args: argparse.Namespace) -> int:
     producer = Producer(kafka_config(os.environ))
     producer.produce(topic, key=key, value=value, headers=headers)
     if producer.flush(15):
-        print(f"could not deliver to {topic} within 15 s", file=sys.stderr)
+        _error("publish", f"could not deliver to {topic} within 15 s")
         return 1
     print(f"published a {args.format} event for {args.content_key} to {topic}")
     return 0
@@ -212,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("refresh", help=refresh.__doc__).set_defaults(handler=refresh)
+    commands.add_parser("migrate", help=migrate.__doc__).set_defaults(handler=migrate)
     for name, (_, argument, _, description) in LOOKUPS.items():
         command = commands.add_parser(name, help=description)
         command.add_argument(argument)
@@ -247,12 +304,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or setup (a file, a URL, a server that is not there): the
+    user needs one line saying what, not a traceback. Imported only once something failed."""
+    import dagster as dg
+    import duckdb
+    import psycopg2
+
+    from catalog_assets.broker import BrokerError
+    from catalog_assets.discovery import DiscoveryError
+    from catalog_assets.events import SchemaRegistryUnavailable
+    from catalog_assets.store import StoreSchemaMismatch, StoreUnavailable
+
+    return (
+        ValueError,
+        OSError,
+        DiscoveryError,
+        BrokerError,
+        SchemaRegistryUnavailable,
+        StoreSchemaMismatch,
+        StoreUnavailable,
+        psycopg2.OperationalError,
+        duckdb.IOException,
+        dg.DagsterInvalidConfigError,  # e.g. a resource's environment variable is not set
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FileNotFoundError, ValueError) as error:  # bad input or setup: say what, not a trace
-        print(f"catalog-assets {args.command}: {error}", file=sys.stderr)
+    except Exception as error:
+        if not isinstance(error, _setup_errors()):
+            raise
+        _error(args.command, error)
         return 2
 
 

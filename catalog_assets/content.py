@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -59,41 +60,154 @@ def parse_modified(value: object) -> datetime | None:
         return None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 3
+
+
+def _brief(value: object) -> str:
+    """``repr(value)`` cut short, in length and depth (a plain repr of a document nested
+    thousands deep raises RecursionError): messages name documents without quoting them."""
+    return _SHORT.repr(value)
+
+
+def _identity(document: Mapping[str, Any]) -> str:
+    return (
+        f"aggregation_key={_brief(document.get('aggregation_key'))}, "
+        f"title={_brief(document.get('title'))}"
+    )
+
+
+def _text_problem(value: object) -> str | None:
+    """Why ``value`` cannot be stored as a key column (content key, uuid, type), or None."""
+    if not isinstance(value, str) or not value:
+        return f"is {_brief(value)}, not a non-empty string"
+    if "\x00" in value:
+        return f"{_brief(value)} contains a NUL character, which PostgreSQL cannot store"
+    return None
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _too_deep(document: Mapping[str, Any]) -> bool:
+    """Whether objects and arrays nest more than ``MAX_DOCUMENT_DEPTH`` levels (the document
+    itself is level 1). Level by level, not recursive: safe where ``json`` would overflow."""
+    level: list[Any] = [document]
+    for _ in range(MAX_DOCUMENT_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, Mapping) else value)
+            if not isinstance(child, _SCALARS) and isinstance(child, Mapping | list | tuple)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def content_key_of(document: Mapping[str, Any]) -> str:
     """A search document's content key: its `key`, or its `uuid` when it has none (programs,
-    pathways). Raises ValueError naming the document when it has neither."""
-    key = document.get("key") or document.get("uuid")
-    if not isinstance(key, str) or not key:
-        raise ValueError(
-            "content document has neither a key nor a uuid "
-            f"(aggregation_key={document.get('aggregation_key')!r}, "
-            f"title={document.get('title')!r})"
-        )
-    return key
+    pathways). Raises ValueError naming the document when it has neither, or when the one it
+    has is not a non-empty string or holds a NUL character (PostgreSQL cannot store it)."""
+    if not isinstance(document, Mapping):
+        raise ValueError(f"a content document is a JSON object, not {type(document).__name__}")
+    for name in ("key", "uuid"):
+        value = document.get(name)
+        if value is None or value == "":
+            continue
+        if problem := _text_problem(value):
+            raise ValueError(f"content document {name} {problem} ({_identity(document)})")
+        return value
+    raise ValueError(f"content document has neither a key nor a uuid ({_identity(document)})")
 
 
 def content_record(document: Mapping[str, Any]) -> ContentRecord:
-    """The record for a course-discovery search document (possibly merged with its full record)."""
-    aggregation_key = document.get("aggregation_key")
-    prefix, colon, suffix = str(aggregation_key or "").partition(":")
+    """The record for a course-discovery search document (possibly merged with its full record).
+
+    Raises ValueError, naming the document and the reason, for a document that cannot be stored
+    and matched: no usable key, a uuid or type that is not a storable string, nesting deeper
+    than ``MAX_DOCUMENT_DEPTH``, values that are not JSON."""
     content_key = content_key_of(document)
+    if _too_deep(document):
+        raise ValueError(
+            f"content document {content_key!r} nests objects and arrays more than "
+            f"{MAX_DOCUMENT_DEPTH} levels deep"
+        )
+    aggregation_key = document.get("aggregation_key")
+    if not isinstance(aggregation_key, str):  # only a "type:key" string says anything
+        aggregation_key = ""
+    prefix, colon, suffix = aggregation_key.partition(":")
     content_type = prefix if colon and prefix else document.get("content_type")
     if not content_type:
         raise ValueError(
-            f"content document {content_key!r} has no content type "
-            f"(aggregation_key={aggregation_key!r}, title={document.get('title')!r})"
+            f"content document {content_key!r} has no content type ({_identity(document)})"
         )
     parent = suffix if content_type == "courserun" and suffix else None
+    uuid = document.get("uuid")
+    uuid = None if uuid == "" else uuid
+    for name, value in (("uuid", uuid), ("content type", content_type), ("parent", parent)):
+        if value is not None and (problem := _text_problem(value)):
+            raise ValueError(f"content document {content_key!r}: its {name} {problem}")
     # The round trip through canonical JSON copies the document and makes it exactly what is
     # stored and read back, so the hash describes the stored text.
-    text = canonical_json(dict(document))
-    uuid = document.get("uuid")
+    try:
+        text = canonical_json(dict(document))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    except (TypeError, ValueError) as error:  # a set, NaN, a lone surrogate: not storable JSON
+        raise ValueError(f"content document {content_key!r} is not valid JSON: {error}") from None
     return ContentRecord(
         content_key=content_key,
-        content_type=str(content_type),
+        content_type=content_type,
         parent_content_key=parent,
-        content_uuid=str(uuid) if uuid else None,
+        content_uuid=uuid,
         metadata=json.loads(text),
         source_modified=parse_modified(document.get("modified")),
-        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        content_hash=digest,
     )
+
+
+# --- A full read of a source ---------------------------------------------------------------
+
+MAX_DOCUMENT_DEPTH = 64
+"""How deeply a content document may nest (objects and arrays). Real course-discovery records
+nest about six levels; anything near Python's recursion limit would break hashing and matching."""
+
+
+@dataclass(frozen=True)
+class RejectedDocument:
+    """A document the source returned that cannot be stored: why, and its key when it has one
+    (a rejected key is never tombstoned for being absent)."""
+
+    reason: str
+    content_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ContentSnapshot:
+    """All content of a source at one moment: documents deduplicated by content key.
+
+    ``complete`` is False when the read showed signs of a source that shifted under it (repeated
+    items, a count that does not add up); ``incomplete_reason`` says which. Absent keys are
+    tombstoned only when the source confirms them gone (``ContentLookup.lookup_many``), so an
+    incomplete read never tombstones live content. ``rejected`` lists documents that could not
+    be used, each with its reason. ``started_at`` (naive UTC) is when the read began.
+    """
+
+    documents: list[dict[str, Any]]
+    duplicate_keys: list[str] = field(default_factory=list)
+    request_count: int = 0
+    complete: bool = True
+    started_at: datetime | None = None
+    rejected: list[RejectedDocument] = field(default_factory=list)
+    incomplete_reason: str | None = None
+
+
+class ContentLookup(Protocol):
+    """What the bulk lane asks a source before it tombstones: which of these keys still exist."""
+
+    def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """``{content_key: content_type}`` in; the current record of each key the source still
+        has out. A key missing from the answer is confirmed gone. Raises rather than answer
+        partially."""
+        ...

@@ -56,7 +56,8 @@ def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
     The latest event decides between a deletion and an upsert. An upsert applies the latest
     full record carried since the last deletion and, when the latest event carries none, also
     fetches the current record: nothing an event said is dropped, and the stale guard keeps
-    whichever version is newer.
+    whichever version is newer. The update keeps the latest event's topic, partition and offset,
+    so that its dead letter, should it be rejected, names the message.
     """
     events = list(events)
     # Order by event time when every event has one; otherwise by arrival alone.
@@ -83,6 +84,9 @@ def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
                 metadata=None if deleted or not carried else carried[-1],
                 event_ids=tuple(dict.fromkeys(event.event_id for event in ordered)),
                 also_fetch=not deleted and bool(carried) and latest.metadata is None,
+                topic=latest.topic,
+                partition=latest.partition,
+                offset=latest.offset,
             )
         )
     return updates
@@ -101,11 +105,25 @@ def replay(
     ids: Iterable[int] | None = None,
     registry: SchemaRegistry | None = None,
 ) -> list[Replayed]:
-    """Decode stored dead letters again; apply and mark replayed those that now decode."""
+    """Decode stored dead letters again; apply and mark replayed those that now decode.
+
+    Raises ValueError, before replaying anything, when ``ids`` names dead letters that do not
+    exist or were already replayed: a mistyped id must not pass as "nothing to do".
+    """
     wanted = set(ids) if ids is not None else None
+    letters = store.dead_letters(include_replayed=wanted is not None)
+    if wanted is not None:
+        was_replayed = {d.id: d.replayed_at is not None for d in letters}
+        problems = []
+        if unknown := sorted(wanted - was_replayed.keys()):
+            problems.append(f"no dead letter with id {', '.join(map(str, unknown))}")
+        if replayed := sorted(i for i in wanted if was_replayed.get(i)):
+            problems.append(f"dead letter {', '.join(map(str, replayed))} already replayed")
+        if problems:
+            raise ValueError("; ".join(problems))
     report, events, replayable = [], [], []
-    for letter in store.dead_letters():
-        if wanted is not None and letter.id not in wanted:
+    for letter in letters:
+        if (wanted is not None and letter.id not in wanted) or letter.replayed_at is not None:
             continue
         message = RawMessage(
             topic=letter.topic or "",

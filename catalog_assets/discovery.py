@@ -7,21 +7,38 @@ with backoff, strict reply validation, and dedupe of the items a shifting search
 
 Plain Python (no Dagster) so it can be tested against a real local HTTP server and reused by
 sensors and scripts alike.
+
+A crawl of a live index can skip items (a deletion shifts the pages after it) without any sign
+in the counts, so nothing here decides that an item is gone: ``lookup_many`` asks discovery
+about specific keys, and only its answer may justify a tombstone.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
+import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from catalog_assets import content
+from catalog_assets.content import MAX_DOCUMENT_DEPTH, RejectedDocument
+from catalog_assets.redaction import redact, remember_secret
 
-__all__ = ["DiscoveryClient", "DiscoveryError", "content_key_of"]
+__all__ = [
+    "DiscoveryClient",
+    "DiscoveryError",
+    "UnusableDocument",
+    "content_key_of",
+    "document_depth",
+    "screen_document",
+]
 
 # content_type -> (endpoint, query parameter, search-document field identifying the item).
 # Course runs and learner pathways have no full-record call: the search document is the record.
@@ -43,10 +60,28 @@ _TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
 )
 _BODY_SNIPPET = 200
+_REDACT_SCAN = 65_536  # redact this much of a body before cutting the snippet, never a half secret
+_PARSE_RECURSION_LIMIT = 20_000
+"""How deep a reply may nest and still parse: json's C parser recurses once per level and stops
+at the recursion limit (about 1,000), which one deep document would hit for its whole page. The
+limit is raised to this for one retry only; 20,000 levels fit an 8 MiB thread stack."""
 
 
 class DiscoveryError(RuntimeError):
-    """course-discovery could not be read completely and correctly; never a partial result."""
+    """course-discovery could not be read completely and correctly; never a partial result.
+
+    The message is redacted: replies that echo a request must not put credentials in logs.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+class UnusableDocument(DiscoveryError, ValueError):
+    """course-discovery has the item, but its document cannot be used (so it is not gone).
+
+    A ValueError too, so the event lane rejects that one update instead of failing the batch.
+    """
 
 
 def content_key_of(document: Mapping[str, Any]) -> str:
@@ -57,12 +92,69 @@ def content_key_of(document: Mapping[str, Any]) -> str:
         raise DiscoveryError(f"search document without identity: {error}") from error
 
 
+def document_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:
+    """How deeply ``value`` nests (a flat object is 1, a scalar 0), counted up to ``limit + 1``.
+
+    Iterative: a document deep enough to matter would overflow a recursive walk.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _describe(value: Any) -> str:
+    """A short, safe rendering of a field for a message (never a repr of a deep container)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"<{type(value).__name__}>"
+
+
+def screen_document(document: Mapping[str, Any], where: str) -> RejectedDocument | None:
+    """Why ``document`` cannot be stored, or None when it can (then it has a content key).
+
+    The reason names the problem and the document (``where`` it was, its aggregation_key and
+    title); ``content_key`` is set when the document has a usable key, so that the item is
+    never tombstoned for being absent.
+    """
+    raw = document.get("key") or document.get("uuid")
+    problem, key = None, None
+    if not raw:
+        problem = "neither a key nor a uuid"
+    elif not isinstance(raw, str):
+        problem = f"a {type(raw).__name__} key ({_describe(raw)})"
+    elif "\x00" in raw:
+        problem = f"a key containing a NUL character ({raw!r:.80})"
+    else:
+        key = raw
+        if document_depth(document) > MAX_DOCUMENT_DEPTH:
+            problem = f"nesting deeper than {MAX_DOCUMENT_DEPTH} levels"
+    if problem is None:
+        return None
+    return RejectedDocument(
+        f"document with {problem}: {where} (aggregation_key="
+        f"{_describe(document.get('aggregation_key'))}, title={_describe(document.get('title'))})",
+        key,
+    )
+
+
 class DiscoveryClient:
     """Reads course-discovery with an OAuth2 client-credentials JWT.
 
-    ``session``, ``sleep`` and ``clock`` are injectable so tests can observe backoff delays and
-    token expiry without waiting. ``request_count`` counts every HTTP request made (token fetches
-    and retries included) and ``token_fetches`` every token obtained, for run metadata.
+    ``session``, ``sleep``, ``clock`` and ``rand`` are injectable so tests can observe backoff
+    delays, their jitter and token expiry without waiting. ``request_count`` counts every HTTP
+    request made (token fetches and retries included) and ``token_fetches`` every token
+    obtained, for run metadata. The client secret and every token are registered with
+    ``remember_secret``, so no error message or log line can carry them.
     """
 
     def __init__(
@@ -76,14 +168,26 @@ class DiscoveryClient:
         max_retries: int = 5,
         backoff_base: float = 0.5,
         max_backoff: float = 30.0,
+        max_retry_after: float = 60.0,
         page_size: int = 100,
         batch_size: int = 50,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[float, float], float] = random.uniform,
     ) -> None:
-        if max_retries < 0 or page_size < 1 or batch_size < 1 or timeout <= 0:
-            raise ValueError("need max_retries >= 0, page_size >= 1, batch_size >= 1, timeout > 0")
+        if (
+            max_retries < 0
+            or page_size < 1
+            or batch_size < 1
+            or timeout <= 0
+            or max_retry_after < 0
+        ):
+            raise ValueError(
+                "need max_retries >= 0, page_size >= 1, batch_size >= 1, timeout > 0, "
+                "max_retry_after >= 0"
+            )
+        remember_secret(client_secret)
         self.api_url = api_url.rstrip("/") + "/"
         self.oauth2_url = oauth2_url.rstrip("/")
         self._client_id = client_id
@@ -92,41 +196,57 @@ class DiscoveryClient:
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._max_backoff = max_backoff
+        self._max_retry_after = max_retry_after
         self._page_size = page_size
         self._batch_size = batch_size
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._clock = clock
+        self._rand = rand
         self._token: str | None = None
         self._token_refresh_at = 0.0
         self.request_count = 0
         self.token_fetches = 0
         self.last_crawl_duplicates: list[str] = []
         self.last_crawl_reported_count: int | None = None
+        self.last_crawl_rejected: list[RejectedDocument] = []
 
     # -- public API ---------------------------------------------------------------------------
 
     def crawl(self) -> list[dict[str, Any]]:
-        """Every search document, deduplicated by content key (the last occurrence wins).
+        """Every usable search document, deduplicated by content key (the last occurrence wins).
 
         A search index that changes mid-crawl shifts its pages, so an item can show up twice;
         each repeat is recorded in ``last_crawl_duplicates`` (one entry per extra occurrence).
+        An item can also be skipped, with nothing to show for it: see ``lookup_many``.
+        A document that cannot be stored (no usable key, too deep) is left out and recorded in
+        ``last_crawl_rejected``: one bad document must not stop the catalog from syncing.
         Raises DiscoveryError rather than return a partial crawl.
         """
         self.last_crawl_duplicates = []
+        self.last_crawl_rejected = []
         query = urlencode({"page": 1, "page_size": self._page_size})
         documents: dict[str, dict[str, Any]] = {}
         duplicates: list[str] = []
+        rejected: list[RejectedDocument] = []
         reported = None
-        for page in self._pages("GET", f"{self.api_url}search/all/?{query}"):
+        position = 0
+        pages = self._pages("GET", f"{self.api_url}search/all/?{query}")
+        for number, page in enumerate(pages, start=1):
             reported = page.get("count", reported)
             for document in page["results"]:
+                position += 1
+                rejection = self._screen(document, f"search/all item {position} (page {number})")
+                if rejection is not None:
+                    rejected.append(rejection)
+                    continue
                 key = content_key_of(document)
                 if key in documents:
                     duplicates.append(key)
                 documents[key] = document
         self.last_crawl_duplicates = duplicates
+        self.last_crawl_rejected = rejected
         self.last_crawl_reported_count = reported if isinstance(reported, int) else None
         return list(documents.values())
 
@@ -167,34 +287,67 @@ class DiscoveryClient:
         return records
 
     def crawl_records(self) -> list[dict[str, Any]]:
-        """The crawl with each document updated by its full record (the full record wins)."""
+        """The crawl with each document updated by its full record (the full record wins).
+
+        A record that its full record makes unusable (too deep) joins ``last_crawl_rejected``,
+        under the search document's key.
+        """
         documents = self.crawl()
         full = self.fetch_full_records(documents)
-        return [{**doc, **full.get(content_key_of(doc), {})} for doc in documents]
+        records, rejected = [], []
+        for document in documents:
+            key = content_key_of(document)
+            record = {**document, **full.get(key, {})}
+            rejection = None
+            if key in full:
+                rejection = self._screen(record, f"{key!r} with its full record")
+            if rejection is None:
+                records.append(record)
+            else:
+                rejected.append(replace(rejection, content_key=key))
+        self.last_crawl_rejected = [*self.last_crawl_rejected, *rejected]
+        return records
+
+    def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """The merged record of each of ``keys`` (``{content_key: content_type}``) that
+        course-discovery still has; a key absent from the answer is confirmed gone.
+
+        This, not a crawl's silence, is what may justify a tombstone. Uses ``POST search/all/``
+        filtered by key (courses, course runs) or uuid (programs, learner pathways), at most
+        ``batch_size`` identifiers a request, and a document counts only when its field AND its
+        content type match. Raises ValueError for an unknown content type, DiscoveryError
+        rather than answer partially, and UnusableDocument when an item exists but its document
+        cannot be used (it is not gone either).
+        """
+        wanted: dict[str, dict[str, str]] = {field: {} for field in LOOKUP_FIELDS.values()}
+        for key, content_type in keys.items():
+            field = LOOKUP_FIELDS.get(content_type)
+            if field is None:
+                raise ValueError(
+                    f"unknown content_type {content_type!r} for {key!r}; expected one of "
+                    f"{sorted(LOOKUP_FIELDS)}"
+                )
+            wanted[field][key] = content_type
+        matches: dict[str, dict[str, Any]] = {}
+        for field, types in wanted.items():
+            identifiers = list(types)
+            for start in range(0, len(identifiers), self._batch_size):
+                batch = identifiers[start : start + self._batch_size]
+                matches |= self._lookup_batch(field, batch, types)
+
+        for key, document in matches.items():
+            self._require_usable(key, document)
+        full = self.fetch_full_records(matches.values())
+        records: dict[str, dict[str, Any]] = {}
+        for key, document in matches.items():
+            record = {**document, **full.get(content_key_of(document), {})}
+            self._require_usable(key, record)
+            records[key] = record
+        return records
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
-        """One item's merged record, or None when course-discovery no longer has it.
-
-        Uses ``POST search/all/`` filtered by key (courses, course runs) or uuid (programs,
-        learner pathways), so a single change can be checked without a full crawl.
-        """
-        field = LOOKUP_FIELDS.get(content_type)
-        if field is None:
-            raise ValueError(
-                f"unknown content_type {content_type!r}; expected one of {sorted(LOOKUP_FIELDS)}"
-            )
-        match: dict[str, Any] | None = None
-        for page in self._pages("POST", f"{self.api_url}search/all/", {field: [content_key]}):
-            for document in page["results"]:
-                if (
-                    document.get(field) == content_key
-                    and document.get("content_type") == content_type
-                ):
-                    match = document
-        if match is None:
-            return None
-        full = self.fetch_full_records([match])
-        return {**match, **full.get(content_key_of(match), {})}
+        """One item's merged record, or None when course-discovery no longer has it."""
+        return self.lookup_many({content_key: content_type}).get(content_key)
 
     def close(self) -> None:
         """Close the HTTP session if this client created it."""
@@ -206,6 +359,61 @@ class DiscoveryClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def _screen(self, document: Mapping[str, Any], where: str) -> RejectedDocument | None:
+        """``screen_document``, plus: a course or program needs its identifier for its full
+        record (without it the item would be stored incomplete)."""
+        rejection = screen_document(document, where)
+        content_type = document.get("content_type")
+        if rejection is None and content_type in FULL_RECORD_ENDPOINTS:
+            field = FULL_RECORD_ENDPOINTS[content_type][2]
+            identifier = document.get(field)
+            if not isinstance(identifier, str) or not identifier:
+                rejection = RejectedDocument(
+                    f"{content_type} document without a string {field}, needed for its full "
+                    f"record: {where} (aggregation_key={_describe(document.get('aggregation_key'))}"
+                    f", title={_describe(document.get('title'))})",
+                    content_key_of(document),
+                )
+        return rejection
+
+    def _require_usable(self, key: str, document: Mapping[str, Any]) -> None:
+        rejection = self._screen(document, f"lookup of {key!r}")
+        if rejection is not None:
+            raise UnusableDocument(f"{rejection.reason}; the item exists, so it is not gone")
+
+    def _lookup_batch(
+        self, field: str, batch: list[str], types: Mapping[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """The matching document of each identifier in ``batch`` (the last one wins).
+
+        One page normally holds a batch; when the answer is paged, every page must report the
+        same count and together deliver it, or the index shifted between pages and an item may
+        have been skipped: raise rather than call it gone.
+        """
+        page_size = max(self._page_size, self._batch_size)
+        url = f"{self.api_url}search/all/?{urlencode({'page_size': page_size})}"
+        matches: dict[str, dict[str, Any]] = {}
+        counts: set[Any] = set()
+        received = 0
+        for page in self._pages("POST", url, {field: batch}):
+            counts.add(page.get("count"))
+            received += len(page["results"])
+            for document in page["results"]:
+                identifier = document.get(field)
+                if isinstance(identifier, str) and types.get(identifier) == document.get(
+                    "content_type"
+                ):
+                    matches[identifier] = document
+        count = next(iter(counts)) if len(counts) == 1 else None
+        if len(counts) > 1 or (isinstance(count, int) and received < count):
+            raise DiscoveryError(
+                f"POST {url}: the search index changed while a lookup of {len(batch)} "
+                f"{field}s was paged (counts {sorted(map(str, counts))}, {received} received)"
+            )
+        return matches
 
     # -- paging and replies -------------------------------------------------------------------
 
@@ -233,7 +441,7 @@ class DiscoveryClient:
         if link is None:
             return None
         if not isinstance(link, str) or not link:
-            raise DiscoveryError(f"{current}: malformed reply, 'next' is {link!r}")
+            raise DiscoveryError(f"{current}: malformed reply, 'next' is {_describe(link)}")
         parts = urlsplit(urljoin(current, link))
         api = urlsplit(self.api_url)
         return urlunsplit(parts._replace(scheme=api.scheme, netloc=api.netloc))
@@ -288,6 +496,7 @@ class DiscoveryClient:
             or isinstance(expires_in, bool)
         ):
             raise DiscoveryError(f"POST {url}: malformed token reply, keys {sorted(payload)}")
+        remember_secret(token)
         # Refresh a little early so a token never expires between check and use; the margin
         # is 60 s, or 10% of the lifetime for short-lived tokens.
         margin = min(60.0, 0.1 * expires_in)
@@ -315,9 +524,19 @@ class DiscoveryClient:
                 failure = f"HTTP {status}{_snippet(response)}"
                 retry_after = _retry_after(response)
             if attempt + 1 < attempts:
-                backoff = min(self._max_backoff, self._backoff_base * 2**attempt)
-                self._sleep(backoff if retry_after is None else retry_after)
+                self._sleep(self._delay(attempt, retry_after))
         raise DiscoveryError(f"{method} {url} failed after {attempts} attempts: {failure}")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """The wait before retry ``attempt + 1``.
+
+        The server's Retry-After is honoured up to ``max_retry_after``: a misconfigured or
+        hostile "an hour" must fail this run (the schedule retries) rather than stall it. Without
+        one, full jitter: sensors and runs that failed together must not retry in lockstep.
+        """
+        if retry_after is not None:
+            return min(retry_after, self._max_retry_after)
+        return self._rand(0.0, min(self._max_backoff, self._backoff_base * 2**attempt))
 
     @staticmethod
     def _raise_for_status(method: str, url: str, response: requests.Response) -> None:
@@ -327,7 +546,12 @@ class DiscoveryClient:
     @staticmethod
     def _json(method: str, url: str, response: requests.Response) -> dict[str, Any]:
         try:
-            payload = response.json()
+            payload = _parse_json(response.content)
+        except RecursionError as exc:
+            raise DiscoveryError(
+                f"{method} {url}: malformed reply, nested deeper than {_PARSE_RECURSION_LIMIT} "
+                "levels (too deep to parse)"
+            ) from exc
         except ValueError as exc:
             raise DiscoveryError(
                 f"{method} {url}: malformed reply, not JSON{_snippet(response)}"
@@ -337,8 +561,25 @@ class DiscoveryClient:
         return payload
 
 
+def _parse_json(raw: bytes) -> Any:
+    """``json.loads``, retried once with the recursion limit raised to
+    ``_PARSE_RECURSION_LIMIT`` (and restored) when the reply nests too deeply for it, so that
+    one deep document is rejected on its own rather than failing its whole page."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        pass
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, _PARSE_RECURSION_LIMIT))
+    try:
+        return json.loads(raw)
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def _snippet(response: requests.Response) -> str:
-    text = response.text[:_BODY_SNIPPET].strip()
+    """The start of a reply body for an error message, secrets masked before it is cut."""
+    text = redact(response.text[:_REDACT_SCAN])[:_BODY_SNIPPET].strip()
     return f" ({text})" if text else ""
 
 

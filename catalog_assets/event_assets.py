@@ -7,6 +7,9 @@ UI either way. An operator can pick any content key in the UI and materialize it
 config the record is fetched from the content source.
 """
 
+import logging
+from dataclasses import replace
+
 import dagster as dg
 from pydantic import Field
 
@@ -15,7 +18,7 @@ from catalog_assets.event_lane import AppliedUpdate, ContentUpdate, apply_update
 from catalog_assets.events import encode_json_event
 from catalog_assets.resources import CatalogStoreResource
 from catalog_assets.sources import ContentSource
-from catalog_assets.store import DeadLetter
+from catalog_assets.store import CatalogStore, DeadLetter
 
 CONTENT_KEYS = dg.DynamicPartitionsDefinition(name="content_keys")
 EVENT_GROUP = "content_events"
@@ -29,8 +32,14 @@ class ContentUpdateConfig(dg.Config):
     deleted: bool = False
     time: str = Field(default="", description="ISO 8601 time of the latest event")
     metadata_json: str = Field(default="", description="The full record; empty: fetch it")
+    metadata_ref: str = Field(
+        default="", description="The record is too large for run config: its ref in the store"
+    )
     event_ids: list[str] = Field(default_factory=list)
     also_fetch: bool = Field(default=False, description="Also fetch after the given record")
+    topic: str = Field(default="", description="Kafka coordinates of the latest event")
+    partition: int | None = None
+    offset: int | None = None
 
 
 class ContentItemConfig(dg.Config):
@@ -54,16 +63,38 @@ def _metadata(result: AppliedUpdate) -> dict:
     }
 
 
+def _resolve(update: ContentUpdate, store: CatalogStore, log: logging.Logger) -> ContentUpdate:
+    """The update with the record the sensor kept in the store for it (too large for run config).
+
+    A record no longer kept (pruned) is fetched from the source instead: the run goes on.
+    """
+    if update.metadata_ref is None or update.metadata is not None:
+        return update
+    record = store.event_payload(update.metadata_ref)
+    if record is None:
+        log.warning(
+            f"{update.content_key}: the event's record {update.metadata_ref} is no longer kept "
+            "in event_payload; fetching the current record from the content source instead"
+        )
+        return replace(update, also_fetch=True)
+    return replace(update, metadata=record)
+
+
 def _apply(
-    updates: list[ContentUpdate], source: ContentSource, catalog_store: CatalogStoreResource
+    updates: list[ContentUpdate],
+    source: ContentSource,
+    catalog_store: CatalogStoreResource,
+    log: logging.Logger,
 ) -> list[AppliedUpdate]:
     """Apply, and keep rejected updates as dead letters so that nothing is lost.
 
-    A rejected update is stored as the JSON content event it amounts to, so that
-    ``catalog-assets dead-letters replay`` can apply it once its cause is fixed.
+    A rejected update is stored as the JSON content event it amounts to (at its latest event's
+    Kafka coordinates), so that ``catalog-assets dead-letters replay`` can apply it once its
+    cause is fixed. Records kept for the run in ``event_payload`` go once they are applied.
     """
     now = utcnow()
     with catalog_store.open() as store:
+        updates = [_resolve(update, store, log) for update in updates]
         applied = apply_updates(updates, source, store, now)
         by_key = {update.content_key: update for update in updates}
         rejected = []
@@ -81,9 +112,9 @@ def _apply(
             )
             rejected.append(
                 DeadLetter(
-                    topic=None,
-                    partition=None,
-                    offset=None,
+                    topic=update.topic,
+                    partition=update.partition,
+                    offset=update.offset,
                     key=key,
                     headers=None,
                     value=value,
@@ -93,6 +124,13 @@ def _apply(
             )
         if rejected:
             store.add_dead_letters(rejected)
+        done = [
+            by_key[result.content_key].metadata_ref
+            for result in applied
+            if result.outcome != "rejected" and by_key[result.content_key].metadata_ref
+        ]
+        if done:
+            store.delete_event_payloads(done)
     return applied
 
 
@@ -116,7 +154,7 @@ def content_item(
         update = ContentUpdate.from_config(config.update)
         if update.content_key != key:
             raise dg.Failure(f"run config is for {update.content_key!r}, partition is {key!r}")
-    (result,) = _apply([update], content_source, catalog_store)
+    (result,) = _apply([update], content_source, catalog_store, context.log)
     if result.outcome == "rejected":
         context.log.error(f"{key}: {result.error} (kept in event_dead_letter)")
     return dg.MaterializeResult(metadata=_metadata(result))
@@ -131,7 +169,7 @@ def apply_content_updates(
 ):
     """Apply a batch of content updates in bulk; record each key's partition materialization."""
     updates = [ContentUpdate.from_config(update) for update in config.updates]
-    applied = _apply(updates, content_source, catalog_store)
+    applied = _apply(updates, content_source, catalog_store, context.log)
     outcomes: dict[str, int] = {}
     for result in applied:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1

@@ -19,7 +19,7 @@ from typing import Any
 
 from catalog_assets.content import content_record, parse_modified
 from catalog_assets.filters import evaluate
-from catalog_assets.refresh import RECORD_KEY
+from catalog_assets.refresh import RECORD_KEY, usable_filters
 from catalog_assets.sources import ContentSource
 from catalog_assets.store import CatalogStore
 
@@ -35,6 +35,13 @@ class ContentUpdate:
     metadata: dict[str, Any] | None = None
     event_ids: tuple[str, ...] = ()
     also_fetch: bool = False  # a later event in the tick asked to fetch the current record
+    # The record is too large for run config: the store keeps it under this ref (its sha256)
+    # until the run applies it; `metadata` is None until the run reads it back.
+    metadata_ref: str | None = None
+    # Where the latest event came from, so that a rejected update's dead letter points at it.
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
 
     def to_config(self) -> dict[str, Any]:
         """The run-config form (``ContentUpdateConfig``): JSON-friendly values only."""
@@ -44,8 +51,12 @@ class ContentUpdate:
             "deleted": self.deleted,
             "time": self.time.isoformat() if self.time else "",
             "metadata_json": json.dumps(self.metadata) if self.metadata is not None else "",
+            "metadata_ref": self.metadata_ref or "",
             "event_ids": list(self.event_ids),
             "also_fetch": self.also_fetch,
+            "topic": self.topic or "",
+            "partition": self.partition,
+            "offset": self.offset,
         }
 
     @classmethod
@@ -58,6 +69,10 @@ class ContentUpdate:
             metadata=json.loads(config.metadata_json) if config.metadata_json else None,
             event_ids=tuple(config.event_ids),
             also_fetch=config.also_fetch,
+            metadata_ref=config.metadata_ref or None,
+            topic=config.topic or None,
+            partition=config.partition,
+            offset=config.offset,
         )
 
 
@@ -100,24 +115,40 @@ def _fetch(update: ContentUpdate, source: ContentSource, store: CatalogStore) ->
     return None
 
 
-def _write(update: ContentUpdate, source: ContentSource, store: CatalogStore, now: datetime):
-    """Write one update; a record given and a fetch asked for are both written, in that order,
+@dataclass(frozen=True)
+class _Plan:
+    """One update with what the source said of it, fetched before any write (no network call
+    happens inside the write transaction)."""
+
+    update: ContentUpdate
+    fetched: dict[str, Any] | None = None
+    fetch_found_nothing: bool = False
+
+
+def _plan(update: ContentUpdate, source: ContentSource, store: CatalogStore) -> _Plan:
+    if update.deleted or (update.metadata is not None and not update.also_fetch):
+        return _Plan(update)
+    fetched = _fetch(update, source, store)
+    return _Plan(update, fetched, fetch_found_nothing=fetched is None)
+
+
+def _write(plan: _Plan, store: CatalogStore, now: datetime) -> str:
+    """Write one update; a record given and a record fetched are both written, in that order,
     so the stale guard keeps whichever is newer."""
+    update = plan.update
     if update.deleted:  # the event's time guards against an older record resurrecting it
         tombstoned = store.tombstone_content(update.content_key, now, update.time)
         return "tombstoned" if tombstoned else "gone"
     outcome = None
     if update.metadata is not None:
         outcome = _upsert(update.content_key, update.metadata, update.time, store, now)
-    if update.metadata is None or update.also_fetch:
-        fetched = _fetch(update, source, store)
-        if fetched is not None:
-            outcome = _upsert(update.content_key, fetched, update.time, store, now)
-        elif outcome is None:
-            # The source no longer has it. Record no time: a lagging index must not block the
-            # record from coming back with the next full refresh.
-            tombstoned = store.tombstone_content(update.content_key, now, None)
-            outcome = "tombstoned" if tombstoned else "gone"
+    if plan.fetched is not None:
+        outcome = _upsert(update.content_key, plan.fetched, update.time, store, now)
+    elif outcome is None:
+        # The source no longer has it. Record no time: a lagging index must not block the
+        # record from coming back with the next full refresh.
+        tombstoned = store.tombstone_content(update.content_key, now, None)
+        outcome = "tombstoned" if tombstoned else "gone"
     return outcome
 
 
@@ -141,39 +172,83 @@ def _upsert(
     return "unchanged"
 
 
-def apply_updates(
-    updates: Sequence[ContentUpdate], source: ContentSource, store: CatalogStore, now: datetime
-) -> list[AppliedUpdate]:
-    """Apply updates (one per content key) and re-evaluate every valid query for their keys."""
+def _rejected(update: ContentUpdate, error: str) -> AppliedUpdate:
+    return AppliedUpdate(update.content_key, "rejected", error=error, event_ids=update.event_ids)
+
+
+def _apply_together(
+    plans: Sequence[_Plan], store: CatalogStore, now: datetime
+) -> dict[str, AppliedUpdate]:
+    """Write the plans' content and their keys' associations in one transaction, serialised
+    with the full refresh's association step. Raises (and writes nothing) when the
+    associations cannot be computed."""
     applied: dict[str, AppliedUpdate] = {}
-    for update in updates:
-        try:
-            outcome = _write(update, source, store, now)
+    with store.transaction():
+        store.lock_writers()
+        for plan in plans:
+            update = plan.update
+            try:
+                outcome = _write(plan, store, now)
+            except ValueError as error:  # raised before this key wrote anything
+                applied[update.content_key] = _rejected(update, str(error))
+                continue
             applied[update.content_key] = AppliedUpdate(
                 update.content_key, outcome, event_ids=update.event_ids
             )
-        except ValueError as error:
-            applied[update.content_key] = AppliedUpdate(
-                update.content_key, "rejected", error=str(error), event_ids=update.event_ids
-            )
-    queries = store.catalog_queries()
-    filters = {q.uuid: json.loads(q.content_filter) for q in queries if q.is_valid}
-    invalid = {q.uuid for q in queries if not q.is_valid}
-    live = {}
-    for key in applied:
-        stored = store.get_content(key)
-        if stored is not None and stored.deleted_at is None:
-            live[key] = {**stored.metadata, RECORD_KEY: key}
-    pairs = evaluate(filters, list(live.values()), key=RECORD_KEY).pairs
-    queries_by_key: dict[str, list[str]] = {}
-    for query_id, key in pairs.iter_rows():
-        queries_by_key.setdefault(key, []).append(query_id)
-    for key, result in applied.items():
-        # Invalid queries keep their rows from their last valid evaluation, as in the bulk lane.
-        kept = set(store.associations_of(key)) & invalid if invalid and key in live else set()
-        result.queries = sorted({*queries_by_key.get(key, []), *kept})
-        if result.outcome != "rejected":
+        queries = store.catalog_queries()
+        valid, filters = usable_filters(queries)
+        kept_uuids = {q.uuid for q in queries} - valid.keys()
+        live = {}
+        for key in applied:
+            stored = store.get_content(key)
+            if stored is not None and stored.deleted_at is None:
+                live[key] = {**stored.metadata, RECORD_KEY: key}
+        pairs = evaluate(filters, list(live.values()), key=RECORD_KEY).pairs
+        queries_by_key: dict[str, list[str]] = {}
+        for query_id, key in pairs.iter_rows():
+            queries_by_key.setdefault(key, []).append(query_id)
+        for key, result in applied.items():
+            if result.outcome == "rejected":
+                continue
+            # Invalid queries keep their rows from their last valid evaluation, as in the bulk
+            # lane.
+            kept = set(store.associations_of(key)) & kept_uuids if key in live else set()
+            result.queries = sorted({*queries_by_key.get(key, []), *kept})
             result.added, result.removed = store.replace_content_associations(
                 key, result.queries, now
             )
-    return list(applied.values())
+    return applied
+
+
+def apply_updates(
+    updates: Sequence[ContentUpdate], source: ContentSource, store: CatalogStore, now: datetime
+) -> list[AppliedUpdate]:
+    """Apply updates (one per content key) and re-evaluate every valid query for their keys.
+
+    A key's record and its associations are written in one transaction: no reader ever sees
+    new content with old catalog memberships. When a key's associations cannot be computed,
+    nothing is written for it and it comes back ``rejected`` (its events become dead letters).
+    """
+    rejected: dict[str, AppliedUpdate] = {}
+    plans = []
+    for update in updates:
+        try:
+            plans.append(_plan(update, source, store))
+        except ValueError as error:
+            rejected[update.content_key] = _rejected(update, str(error))
+    return [*_apply_plans(plans, store, now).values(), *rejected.values()]
+
+
+def _apply_plans(
+    plans: Sequence[_Plan], store: CatalogStore, now: datetime
+) -> dict[str, AppliedUpdate]:
+    try:
+        return _apply_together(plans, store, now)
+    except (ValueError, RecursionError) as error:
+        if len(plans) == 1:
+            reason = f"associations could not be computed: {type(error).__name__}: {error}"
+            return {plans[0].update.content_key: _rejected(plans[0].update, reason)}
+    applied: dict[str, AppliedUpdate] = {}
+    for plan in plans:  # find the keys that fail, one transaction each; the others apply
+        applied.update(_apply_plans([plan], store, now))
+    return applied

@@ -23,11 +23,14 @@ Rules, in brief (the README has the full list):
 - ``exact`` is JSON equality (``1 == 1.0 == true``, objects ignore key order, no string/number
   coercion); ``not`` and ``exclude`` are its negation; ``gt``/``gte``/``lt``/``lte`` compare
   both sides as floats and never match null, arrays, objects or NaN;
-- when several keys name one field, the last key decides that field.
+- when several keys name one field, the last key decides that field;
+- a filter the engine cannot evaluate safely is invalid: a value nested deeper than
+  ``MAX_FILTER_DEPTH``, canonical JSON larger than ``MAX_FILTER_BYTES``, NaN or an infinity.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -39,6 +42,8 @@ import polars as pl
 __all__ = [
     "DIRECTIVE_KEYS",
     "KEY_REWRITES",
+    "MAX_FILTER_BYTES",
+    "MAX_FILTER_DEPTH",
     "OPERATORS",
     "BulkMatch",
     "Condition",
@@ -73,6 +78,14 @@ DIRECTIVE_KEYS = (
     "restricted_runs_allowed",
 )
 """Keys that real filters use as instructions to other services; here they are plain fields."""
+
+MAX_FILTER_DEPTH = 32
+"""How deeply a filter value may nest arrays and objects (``"x"`` is 0, ``["x"]`` is 1). Real
+filters nest one or two levels; the bulk engine recurses through values, so a filter nested
+hundreds of levels deep would fail every refresh with RecursionError instead of being invalid."""
+
+MAX_FILTER_BYTES = 256 * 1024
+"""The largest filter, as UTF-8 canonical JSON; real filters are a few kilobytes at most."""
 
 
 class InvalidFilter(ValueError):
@@ -157,17 +170,50 @@ def _json_equal(left: Any, right: Any) -> bool:
     return False
 
 
-def _json_type_problem(value: Any) -> str | None:
-    """Why a filter value is not a JSON value, or None when it is one."""
-    if value is None or isinstance(value, str | bool | int | float):
-        return None
-    if isinstance(value, list):
-        return next(filter(None, map(_json_type_problem, value)), None)
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value):
-            return "an object key is not a string"
-        return next(filter(None, map(_json_type_problem, value.values())), None)
-    return f"a {type(value).__name__} is not a JSON value"
+def _json_value_problem(value: Any) -> str | None:
+    """Why a filter value is not a JSON value the engine can evaluate, or None when it is one.
+
+    Iterative, and it stops at ``MAX_FILTER_DEPTH`` and after ``MAX_FILTER_BYTES`` nodes, so it
+    is safe on any input (a value nested thousands deep, a list that contains itself); every
+    recursive helper runs only on values that passed it. Problems are found in document order.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_FILTER_BYTES:  # every JSON value takes at least one byte
+            return f"larger than {MAX_FILTER_BYTES} bytes of JSON"
+        if item is None or isinstance(item, str | bool | int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{json.dumps(item)} is not a JSON number"  # NaN, Infinity, -Infinity
+            continue
+        if not isinstance(item, list | Mapping):
+            return f"a {type(item).__name__} is not a JSON value"
+        if depth >= MAX_FILTER_DEPTH:
+            return f"nested more than {MAX_FILTER_DEPTH} levels deep (arrays and objects)"
+        if isinstance(item, Mapping):
+            if not all(isinstance(k, str) for k in item):
+                return "an object key is not a string"
+            item = list(item.values())
+        stack.extend((child, depth + 1) for child in reversed(item))
+    return None
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as canonical JSON (sorted keys, no spaces, UTF-8). Raises ValueError
+    when it cannot be written (an integer with more digits than Python converts to text)."""
+    text = json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=dict,  # Mappings that are not dicts
+    )
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _parse_key(raw_key: Any) -> tuple[str, str]:
@@ -185,7 +231,7 @@ def _parse_key(raw_key: Any) -> tuple[str, str]:
 
 def _value_problem(op: str, value: Any) -> str | None:
     """Why a filter value cannot be used with its operator, or None."""
-    if problem := _json_type_problem(value):
+    if problem := _json_value_problem(value):
         return problem
     if op in NUMERIC_OPERATORS:
         for item in value if isinstance(value, list) else [value]:
@@ -203,6 +249,7 @@ def parse(content_filter: Mapping) -> ParsedFilter:
     problems: list[tuple[str, str]] = []
     warnings: list[str] = []
     by_field: dict[str, Condition] = {}
+    sizes: dict[str, int] = {}
     for raw_key, value in content_filter.items():
         try:
             field_name, op = _parse_key(raw_key)
@@ -211,6 +258,11 @@ def parse(content_filter: Mapping) -> ParsedFilter:
             continue
         if problem := _value_problem(op, value):
             problems.append((raw_key, problem))
+            continue
+        try:
+            sizes[raw_key] = _json_size(raw_key) + 1 + _json_size(value)
+        except ValueError as error:
+            problems.append((raw_key, f"cannot be written as JSON: {error}"))
             continue
         if raw_key in KEY_REWRITES:
             warnings.append(f"key {raw_key!r} is a known typo, read as {KEY_REWRITES[raw_key]!r}")
@@ -227,6 +279,11 @@ def parse(content_filter: Mapping) -> ParsedFilter:
                 f"only the last one ({raw_key!r}) counts"
             )
         by_field[field_name] = Condition(raw_key, field_name, op, value)
+    size = 1 + max(len(sizes), 1) + sum(sizes.values())  # braces, commas, "key":value
+    if size > MAX_FILTER_BYTES and not problems:
+        largest = max(sizes, key=sizes.__getitem__)
+        reason = f"the filter is {size} bytes of JSON, over the limit of {MAX_FILTER_BYTES}"
+        problems.append((largest, f"{reason} (this key's value is the largest)"))
     if problems:
         raise InvalidFilter(problems)
     return ParsedFilter(tuple(by_field.values()), tuple(warnings))

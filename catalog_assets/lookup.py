@@ -36,7 +36,7 @@ def catalogs_for(content_key: str, url: str | None = None) -> list[dict[str, Any
     catalog fields are None for a query that no catalog uses).
     """
     with open_store(url or store_url()) as store:
-        store.ensure_schema()
+        store.check_schema()  # read-only: a lookup needs no DDL rights
         return store.catalogs_for(content_key)
 
 
@@ -46,5 +46,5 @@ def contents_of(uuid: str, url: str | None = None) -> list[dict[str, Any]]:
     One row per content key: ``content_key``, ``content_type``, ``title``, ``deleted``.
     """
     with open_store(url or store_url()) as store:
-        store.ensure_schema()
+        store.check_schema()  # read-only: a lookup needs no DDL rights
         return store.contents_of(uuid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
@@ -20,9 +21,16 @@ from typing import Any
 
 import polars as pl
 
-from catalog_assets.content import content_key_of, content_record
+from catalog_assets.content import (
+    ContentLookup,
+    ContentRecord,
+    ContentSnapshot,
+    RejectedDocument,
+    content_key_of,
+    content_record,
+)
 from catalog_assets.filters import InvalidFilter, evaluate, validate
-from catalog_assets.sources import CatalogQueryFile, ContentSnapshot
+from catalog_assets.sources import CatalogQueryFile
 from catalog_assets.store import (
     CatalogQueryRow,
     CatalogStore,
@@ -59,21 +67,67 @@ class _Phase:
         self.timer.seconds[self.name] = round(elapsed, 3)
 
 
+class GuardrailTripped(RuntimeError):
+    """A refresh that would change too much at once was refused; nothing was written."""
+
+
 # --- 1. Catalog queries ----------------------------------------------------------------------
 
+NUL_REPLACEMENT = "\ufffd"
 
-def catalog_query_row(query: Mapping[str, Any]) -> CatalogQueryRow:
-    """A ``catalog_query`` row: the filter as JSON text in its original key order, validated."""
+
+def _identifier(value: Any, where: str) -> str:
+    """A uuid as the listing gives it: a non-empty string without NUL, else ValueError."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise ValueError(f"{where}: uuid {value!r} is not a non-empty string")
+    return value
+
+
+def _optional_text(value: Any, where: str, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{where}: {name} {value!r} is not a string")
+
+
+def _filter_text(content_filter: Any) -> str:
+    """The filter as JSON text in its original key order. A non-JSON number (NaN, Infinity)
+    makes the filter invalid; its text then holds the number as a string, so the stored text
+    stays JSON that every reader can parse."""
+    try:
+        return json.dumps(content_filter, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+
+        def strict(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+            if isinstance(value, list):
+                return [strict(item) for item in value]
+            if isinstance(value, dict):
+                return {key: strict(item) for key, item in value.items()}
+            return value
+
+        return json.dumps(strict(content_filter), ensure_ascii=False, allow_nan=False)
+
+
+def catalog_query_row(query: Mapping[str, Any], where: str = "catalog query") -> CatalogQueryRow:
+    """A ``catalog_query`` row: the filter as JSON text in its original key order, validated.
+
+    A NUL character in the title (which no store can keep) becomes U+FFFD, with a warning."""
+    uuid = _identifier(query.get("uuid"), where)
+    title = _optional_text(query.get("title"), where, "title")
     content_filter = query["content_filter"]
-    text = json.dumps(content_filter, ensure_ascii=False)
+    text = _filter_text(content_filter)
     error, warnings = None, ()
     try:
         warnings = tuple(validate(content_filter))
     except InvalidFilter as invalid:
         error = str(invalid)
+    if title is not None and "\x00" in title:
+        title = title.replace("\x00", NUL_REPLACEMENT)
+        warnings = (*warnings, "the title contained NUL characters, stored as U+FFFD")
     return CatalogQueryRow(
-        uuid=str(query["uuid"]),
-        title=query.get("title"),
+        uuid=uuid,
+        title=title,
         content_filter=text,
         filter_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         is_valid=error is None,
@@ -82,38 +136,107 @@ def catalog_query_row(query: Mapping[str, Any]) -> CatalogQueryRow:
     )
 
 
+def enterprise_catalog_row(
+    catalog: Mapping[str, Any], where: str = "enterprise catalog"
+) -> EnterpriseCatalogRow:
+    title = _optional_text(catalog.get("title"), where, "title")
+    return EnterpriseCatalogRow(
+        uuid=_identifier(catalog.get("uuid"), where),
+        title=title.replace("\x00", NUL_REPLACEMENT) if title else title,
+        enterprise_uuid=_optional_text(catalog.get("enterprise_uuid"), where, "enterprise_uuid"),
+        catalog_query_uuid=_optional_text(
+            catalog.get("catalog_query_uuid"), where, "catalog_query_uuid"
+        ),
+    )
+
+
 @dataclass
 class QueryReport:
     rows: list[CatalogQueryRow]
-    catalogs: int
+    catalogs: list[EnterpriseCatalogRow]
     sync: QuerySyncResult
+    catalogs_removed: int = 0
 
     @property
     def invalid(self) -> list[CatalogQueryRow]:
         return [row for row in self.rows if not row.is_valid]
 
+    @property
+    def unknown_query_catalogs(self) -> list[EnterpriseCatalogRow]:
+        """Enterprise catalogs whose catalog query is not in the listing (they contain nothing)."""
+        known = {row.uuid for row in self.rows}
+        return [c for c in self.catalogs if c.catalog_query_uuid not in known]
+
+
+def _refuse_mass_removal(
+    what: str, stored: set[str], incoming: set[str], max_share: float
+) -> str | None:
+    """Why removing ``stored - incoming`` is refused, or None when it is not."""
+    if not stored:
+        return None
+    removed = len(stored - incoming)
+    if not incoming:
+        return f"the listing has no {what} rows, and the store holds {len(stored)}"
+    share = removed / len(stored)
+    if share > max_share:
+        return (
+            f"the listing would remove {removed} of {len(stored)} {what} rows "
+            f"({share:.0%} > max_removal_share {max_share:.0%})"
+        )
+    return None
+
 
 def sync_catalog_queries(
-    loaded: CatalogQueryFile, store: CatalogStore, now: datetime
+    loaded: CatalogQueryFile,
+    store: CatalogStore,
+    now: datetime,
+    *,
+    max_removal_share: float = 0.2,
+    confirm_mass_removal: bool = False,
 ) -> QueryReport:
-    rows = [catalog_query_row(query) for query in loaded.catalog_queries]
-    catalogs = [
-        EnterpriseCatalogRow(
-            uuid=str(catalog["uuid"]),
-            title=catalog.get("title"),
-            enterprise_uuid=catalog.get("enterprise_uuid"),
-            catalog_query_uuid=catalog.get("catalog_query_uuid"),
-        )
-        for catalog in loaded.enterprise_catalogs
+    """Store the listing's queries and catalogs, each filter validated.
+
+    A listing that would remove more than ``max_removal_share`` of the stored queries or
+    catalogs, or any empty listing where the store holds some, is refused with
+    ``GuardrailTripped`` before anything is written (a truncated file or a broken source must
+    not wipe every catalog), unless ``confirm_mass_removal``.
+    """
+    rows = [
+        catalog_query_row(query, f"catalog_queries[{index}]")
+        for index, query in enumerate(loaded.catalog_queries)
     ]
-    return QueryReport(rows, len(catalogs), store.sync_catalog_queries(rows, catalogs, now))
+    catalogs = [
+        enterprise_catalog_row(catalog, f"enterprise_catalogs[{index}]")
+        for index, catalog in enumerate(loaded.enterprise_catalogs)
+    ]
+    stored_catalogs = {c.uuid for c in store.enterprise_catalogs()}
+    incoming_catalogs = {c.uuid for c in catalogs}
+    if not confirm_mass_removal:
+        problems = [
+            problem
+            for problem in (
+                _refuse_mass_removal(
+                    "catalog query",
+                    {q.uuid for q in store.catalog_queries()},
+                    {row.uuid for row in rows},
+                    max_removal_share,
+                ),
+                _refuse_mass_removal(
+                    "enterprise catalog", stored_catalogs, incoming_catalogs, max_removal_share
+                ),
+            )
+            if problem
+        ]
+        if problems:
+            raise GuardrailTripped(
+                f"refusing the catalog query listing: {'; '.join(problems)}. If that is really "
+                "meant, re-run with run config confirm_mass_removal: true. Nothing was written."
+            )
+    sync = store.sync_catalog_queries(rows, catalogs, now)
+    return QueryReport(rows, catalogs, sync, len(stored_catalogs - incoming_catalogs))
 
 
 # --- 2. Content --------------------------------------------------------------------------------
-
-
-class GuardrailTripped(RuntimeError):
-    """A refresh that would change too much at once was refused; nothing was written."""
 
 
 @dataclass
@@ -121,10 +244,28 @@ class ContentReport:
     source_records: int
     deferred_tombstones: int
     duplicate_keys: list[str]
-    rejected: list[str]
+    rejected: list[RejectedDocument]
     written: ContentWriteResult
     request_count: int
+    still_present: list[str] = field(default_factory=list)
+    incomplete_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _records(
+    documents: Sequence[Mapping[str, Any]], rejected: list[RejectedDocument]
+) -> list[ContentRecord]:
+    """The usable records among ``documents``; the others are added to ``rejected``."""
+    records = []
+    for document in documents:
+        try:
+            records.append(content_record(document))
+        except ValueError as error:
+            key = None
+            with suppress(ValueError):  # a known key is present, just unusable: keep it
+                key = content_key_of(document)
+            rejected.append(RejectedDocument(str(error), key))
+    return records
 
 
 def refresh_content(
@@ -132,48 +273,59 @@ def refresh_content(
     store: CatalogStore,
     now: datetime,
     *,
+    lookup: ContentLookup | None = None,
     max_tombstone_share: float = 0.2,
     confirm_mass_tombstone: bool = False,
     timer: Timer | None = None,
 ) -> ContentReport:
-    """Bring ``content_metadata`` in line with a complete snapshot of the source.
+    """Bring ``content_metadata`` in line with a full read of the source.
 
-    Records whose hash did not change are not written; keys missing from the snapshot are
-    tombstoned, unless that would tombstone more than ``max_tombstone_share`` of the live
-    content (a source that lost data must not wipe the catalog), which raises
-    ``GuardrailTripped`` before anything is written, unless confirmed.
+    Records whose hash did not change are not written. A live key absent from the read is
+    tombstoned only when ``lookup`` confirms the source no longer has it: a read of a search
+    index that changes under it skips items without any sign (page boundaries shift), so
+    absence alone proves nothing. Keys the lookup still finds are written from its answer.
+    Without a ``lookup``, absent keys are tombstoned only when the read looked complete.
+    Rejected documents are reported and their keys never tombstoned.
+
+    If more than ``max_tombstone_share`` of the live content is absent (a source that lost
+    data must not wipe the catalog), ``GuardrailTripped`` is raised before anything is asked
+    or written, unless confirmed.
     """
     timer = timer or Timer()
     with timer.phase("diff"):
-        records, rejected, rejected_keys = [], [], set()
-        for document in snapshot.documents:
-            try:
-                records.append(content_record(document))
-            except ValueError as error:
-                rejected.append(str(error))
-                with suppress(ValueError):  # a known key is present, just unusable: keep it
-                    rejected_keys.add(content_key_of(document))
+        rejected = list(snapshot.rejected)
+        records = _records(snapshot.documents, rejected)
         state = store.content_state()
-        upserts = [
-            record
-            for record in records
-            if (stored := state.get(record.content_key)) is None
-            or stored.deleted
-            or stored.content_hash != record.content_hash
-        ]
-        source_keys = {record.content_key for record in records} | rejected_keys
+        source_keys = {r.content_key for r in records} | {
+            r.content_key for r in rejected if r.content_key
+        }
         live = [key for key, stored in state.items() if not stored.deleted]
         missing = sorted(key for key in live if key not in source_keys)
-        # A source that shifted while it was read may have skipped items: tombstone nothing.
-        tombstones = missing if snapshot.complete else []
-    share = len(tombstones) / len(live) if live else 0.0
+    share = len(missing) / len(live) if live else 0.0
     if share > max_tombstone_share and not confirm_mass_tombstone:
         raise GuardrailTripped(
-            f"refusing to tombstone {len(tombstones)} of {len(live)} live records "
+            f"refusing to tombstone {len(missing)} of {len(live)} live records "
             f"({share:.0%} > max_tombstone_share {max_tombstone_share:.0%}): the source returned "
             f"{len(records)} records. If the content really was removed, re-run with run config "
             "confirm_mass_tombstone: true. Nothing was written."
         )
+    still_present: list[str] = []
+    if missing and lookup is not None:
+        with timer.phase("confirm"):
+            found = lookup.lookup_many({key: state[key].content_type for key in missing})
+            found_records = _records(list(found.values()), rejected)
+            still_present = sorted(found)
+            records += [r for r in found_records if r.content_key in found]
+        tombstones = [key for key in missing if key not in found]
+    else:
+        tombstones = missing if snapshot.complete else []
+    upserts = [
+        record
+        for record in records
+        if (stored := state.get(record.content_key)) is None
+        or stored.deleted
+        or stored.content_hash != record.content_hash
+    ]
     with timer.phase("write"):
         written = store.apply_content_changes(
             upserts, tombstones, now, unchanged_since=snapshot.started_at
@@ -182,11 +334,13 @@ def refresh_content(
     written.unchanged.extend(r.content_key for r in records if r.content_key not in upsert_keys)
     return ContentReport(
         source_records=len(records),
-        deferred_tombstones=len(missing) - len(tombstones),
+        deferred_tombstones=len(missing) - len(tombstones) - len(still_present),
         duplicate_keys=snapshot.duplicate_keys,
         rejected=rejected,
         written=written,
         request_count=snapshot.request_count,
+        still_present=still_present,
+        incomplete_reason=snapshot.incomplete_reason,
         timings=timer.seconds,
     )
 
@@ -236,6 +390,27 @@ class AssociationReport:
         return [change for change in self.changes if change.held]
 
 
+def usable_filters(
+    queries: Sequence[CatalogQueryRow],
+) -> tuple[dict[str, CatalogQueryRow], dict[str, dict]]:
+    """The valid queries and their parsed filters, each stored filter validated again.
+
+    A filter stored as valid by older code may break a newer engine rule (a value nested too
+    deeply, say): it is skipped like an invalid one rather than failing every other query.
+    """
+    valid, filters = {}, {}
+    for query in queries:
+        if not query.is_valid:
+            continue
+        try:
+            content_filter = json.loads(query.content_filter)
+            validate(content_filter)
+        except (ValueError, RecursionError):
+            continue
+        valid[query.uuid], filters[query.uuid] = query, content_filter
+    return valid, filters
+
+
 def _counts(pairs: pl.DataFrame) -> dict[str, int]:
     return dict(pairs.group_by("catalog_query_uuid").len().iter_rows())
 
@@ -259,15 +434,29 @@ def refresh_associations(
     a broken edit must not empty a catalog; the ``catalog_queries`` check reports them.
     """
     timer = timer or Timer()
+    with store.transaction():
+        # Serialised with the event lane: no key's record or pairs change between the load and
+        # the write, so the difference applied is the difference computed.
+        store.lock_writers()
+        return _refresh_associations(store, now, hold_rule, confirmed, confirm_all, timer)
+
+
+def _refresh_associations(
+    store: CatalogStore,
+    now: datetime,
+    hold_rule: HoldRule,
+    confirmed: Collection[str],
+    confirm_all: bool,
+    timer: Timer,
+) -> AssociationReport:
     with timer.phase("load"):
         queries = store.catalog_queries()
         live = store.live_content()
         current = store.associations()
         applied = store.applied_filters()
-    valid = {q.uuid: q for q in queries if q.is_valid}
+    valid, filters = usable_filters(queries)
     with timer.phase("match"):
         records = [{**metadata, RECORD_KEY: key} for key, metadata in live]
-        filters = {uuid: json.loads(q.content_filter) for uuid, q in valid.items()}
         result = evaluate(filters, records, key=RECORD_KEY)
         desired = result.pairs.rename(
             {"query_id": "catalog_query_uuid", "content_key": "content_key"}
@@ -312,7 +501,7 @@ def refresh_associations(
     return AssociationReport(
         added=added,
         removed=removed,
-        total=current.height + added - removed,
+        total=store.association_count(),
         changes=changes,
         zero_match=[c for c in changes if c.after == 0 and not c.held],
         invalid_kept=invalid_kept,

@@ -9,37 +9,31 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.content import content_key_of, utcnow
-from catalog_assets.discovery import DiscoveryClient
+from catalog_assets.content import ContentSnapshot, RejectedDocument, content_key_of, utcnow
+from catalog_assets.discovery import DiscoveryClient, screen_document
 from catalog_assets.sample_data import SAMPLE_CONTENT_FILE, SAMPLE_QUERIES_FILE, load_bundled
 
-
-@dataclass(frozen=True)
-class ContentSnapshot:
-    """All content of a source at one moment: documents deduplicated by content key.
-
-    ``complete`` is False when the source showed signs of having shifted during the read
-    (repeated items, fewer items than it reported): items may have been skipped, so nothing
-    may be tombstoned for being absent. ``started_at`` (naive UTC) is when the read began.
-    """
-
-    documents: list[dict[str, Any]]
-    duplicate_keys: list[str] = field(default_factory=list)
-    request_count: int = 0
-    complete: bool = True
-    started_at: datetime | None = None
+__all__ = [
+    "CatalogQueryFile",
+    "CatalogQuerySource",
+    "ContentSnapshot",
+    "ContentSource",
+    "DiscoveryContentSource",
+    "SampleContentSource",
+]
 
 
 class ContentSource(dg.ConfigurableResource):
-    """The interface: all content at once (bulk lane), or one record (event lane)."""
+    """The interface: all content at once (bulk lane), one record (event lane), or which of
+    some keys still exist (the bulk lane, before it tombstones what a read did not return)."""
 
     def fetch_all(self) -> ContentSnapshot:
         """Everything, complete or not at all: raise rather than return a partial snapshot."""
@@ -47,6 +41,12 @@ class ContentSource(dg.ConfigurableResource):
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
         """One record by key, or None when the source no longer has it."""
+        raise NotImplementedError
+
+    def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """``{content_key: content_type}`` in; the current record of each key the source still
+        has out. A key missing from the answer is confirmed gone; raise rather than answer
+        partially (``catalog_assets.content.ContentLookup``)."""
         raise NotImplementedError
 
 
@@ -58,16 +58,45 @@ def _read_json(path: str, what: str) -> Any:
         raise ValueError(f"cannot read {what} file {path!r}: {error.strerror}") from error
     except json.JSONDecodeError as error:
         raise ValueError(f"{what} file {path!r} is not valid JSON: {error}") from error
+    except RecursionError:
+        raise ValueError(f"{what} file {path!r} nests too deeply to read") from None
 
 
-def _deduplicated(documents: list[dict[str, Any]]) -> ContentSnapshot:
-    """The last document per content key wins, in first-seen order."""
+def _incomplete_reason(duplicates: list[str], seen: int, reported: int | None) -> str | None:
+    """Why a read looks like the source shifted under it, or None when nothing says so."""
+    reasons = []
+    if duplicates:
+        reasons.append(
+            f"{len(duplicates)} content key(s) repeated, e.g. {duplicates[0]!r}: the source "
+            "shifted during the read"
+        )
+    if reported is not None and seen < reported:
+        reasons.append(f"{seen} items read but the source reported {reported}")
+    return "; ".join(reasons) or None
+
+
+def _deduplicated(documents: list[dict[str, Any]], where: str) -> ContentSnapshot:
+    """The last document per content key wins, in first-seen order; a document that cannot be
+    stored is rejected on its own (``where`` names its origin in the reason)."""
     by_key: dict[str, dict[str, Any]] = {}
-    for document in documents:
-        by_key[content_key_of(document)] = document
-    counts = Counter(content_key_of(document) for document in documents)
+    counts: Counter[str] = Counter()
+    rejected: list[RejectedDocument] = []
+    for position, document in enumerate(documents):
+        rejection = screen_document(document, f"{where} [{position}]")
+        if rejection is not None:
+            rejected.append(rejection)
+            continue
+        key = content_key_of(document)
+        by_key[key] = document
+        counts[key] += 1
     duplicates = sorted(key for key, count in counts.items() if count > 1)
-    return ContentSnapshot(list(by_key.values()), duplicates, complete=not duplicates)
+    return ContentSnapshot(
+        list(by_key.values()),
+        duplicates,
+        complete=not duplicates,
+        rejected=rejected,
+        incomplete_reason=_incomplete_reason(duplicates, len(by_key), None),
+    )
 
 
 class SampleContentSource(ContentSource):
@@ -83,16 +112,32 @@ class SampleContentSource(ContentSource):
             raise ValueError(f"content file {self.path!r} must hold a JSON array of objects")
         return documents
 
+    def _where(self) -> str:
+        return f"content file {self.path!r}" if self.path else f"bundled {SAMPLE_CONTENT_FILE}"
+
     def fetch_all(self) -> ContentSnapshot:
         started = utcnow()
-        snapshot = _deduplicated(self._documents())
+        snapshot = _deduplicated(self._documents(), self._where())
         return replace(snapshot, started_at=started)
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
-        return next(
-            (d for d in self._documents() if content_key_of(d) == content_key),
-            None,
-        )
+        return self.lookup_many({content_key: content_type}).get(content_key)
+
+    def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """The file's document for each key in it (keys are unique there; the type is not
+        checked). A key whose document is rejected exists: ValueError, never "gone"."""
+        if not keys:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for position, document in enumerate(self._documents()):
+            raw = document.get("key") or document.get("uuid")
+            if not isinstance(raw, str) or raw not in keys:
+                continue
+            rejection = screen_document(document, f"{self._where()} [{position}]")
+            if rejection is not None:
+                raise ValueError(f"{rejection.reason}; the item exists, so it is not gone")
+            found[raw] = document
+        return found
 
 
 class DiscoveryContentSource(ContentSource):
@@ -116,22 +161,37 @@ class DiscoveryContentSource(ContentSource):
         )
 
     def fetch_all(self) -> ContentSnapshot:
+        """The crawl's usable records, with its rejects and any sign that it shifted.
+
+        ``complete`` is for reporting only: a deletion mid-crawl skips live items without
+        upsetting the counts, so absent keys are checked with ``lookup_many`` before any
+        tombstone.
+        """
         started = utcnow()
         with self.client() as client:
             documents = client.crawl_records()
-            reported = client.last_crawl_reported_count
+            rejected = list(client.last_crawl_rejected)
             duplicates = sorted(set(client.last_crawl_duplicates))
+            reason = _incomplete_reason(
+                duplicates, len(documents) + len(rejected), client.last_crawl_reported_count
+            )
             return ContentSnapshot(
                 documents,
                 duplicates,
                 client.request_count,
-                complete=not duplicates and (reported is None or len(documents) >= reported),
+                complete=reason is None,
                 started_at=started,
+                rejected=rejected,
+                incomplete_reason=reason,
             )
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
         with self.client() as client:
             return client.lookup(content_key, content_type)
+
+    def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        with self.client() as client:
+            return client.lookup_many(keys)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Timestamps are naive UTC in both backends.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -32,6 +33,7 @@ import polars as pl
 
 from catalog_assets import store_sql
 from catalog_assets.content import ContentRecord, canonical_json, naive_utc, utcnow
+from catalog_assets.redaction import redact, redact_url
 
 # --------------------------------------------------------------------------------------------
 # Row types
@@ -45,6 +47,7 @@ class ContentState:
     content_hash: str
     source_modified: datetime | None
     deleted: bool
+    content_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ContentWriteResult:
     unchanged: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     tombstoned: list[str] = field(default_factory=list)
+    associations_removed: int = 0  # the pairs of the tombstoned keys, removed with them
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,35 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def ensure_schema(self) -> None:
-        """Create the tables, or bring them up to the current schema version. Idempotent."""
+        """Create the tables, or bring them up to the current schema version. Idempotent, and
+        free of DDL when the store is current; raises `StoreSchemaMismatch` for a newer store."""
+
+    @abstractmethod
+    def check_schema(self) -> None:
+        """Raise `StoreSchemaMismatch` unless the store is at this code's schema version.
+
+        Read-only (no DDL): for lookups, which must not need the rights to migrate."""
 
     @abstractmethod
     def schema_version(self) -> int:
         """The highest schema version applied, 0 when none is."""
+
+    @abstractmethod
+    def transaction(self) -> Any:
+        """A context manager: everything the store does inside it is one transaction.
+
+        Store methods called inside it join it (they nest), so several writes become visible
+        together or not at all."""
+
+    @abstractmethod
+    def lock_writers(self) -> None:
+        """Inside `transaction()`: wait until no other association writer holds the lock, and
+        hold it until the transaction ends.
+
+        The full refresh's association step and the event lane's applies each read content and
+        write associations; serialised, neither can write pairs computed from what the other
+        changed in the meantime. (PostgreSQL: an advisory transaction lock; DuckDB allows one
+        process per file, which serialises them already.)"""
 
     # Content ------------------------------------------------------------------------------
 
@@ -176,7 +204,8 @@ class CatalogStore(ABC):
         `unchanged` (skipped) when its hash equals the stored hash of a live row, else written,
         which brings a tombstoned row back to life. A tombstone marks a live row deleted.
         A key given more than once as an upsert counts once (its newest record is written);
-        a key may not be both upserted and tombstoned.
+        a key may not be both upserted and tombstoned. A tombstoned key loses its
+        `catalog_query_content` rows in the same transaction.
         """
 
     @abstractmethod
@@ -186,7 +215,8 @@ class CatalogStore(ABC):
         """Tombstone one live row unless the stored row is newer than `source_modified`.
 
         `source_modified`, when given, is recorded, so that an older record arriving later is
-        stale rather than a resurrection. True when the row was tombstoned.
+        stale rather than a resurrection. True when the row was tombstoned; its
+        `catalog_query_content` rows go in the same transaction.
         """
 
     @abstractmethod
@@ -208,7 +238,9 @@ class CatalogStore(ABC):
     ) -> QuerySyncResult:
         """Make the queries and enterprise catalogs exactly the given sets, in one transaction.
 
-        Queries that are gone lose their catalog_query_content rows too.
+        Queries that are gone lose their catalog_query_content rows too. Refuses (ValueError,
+        nothing written) a uuid that is not a non-empty string, a NUL character in any text
+        (PostgreSQL cannot store one) and a `content_filter` that is not strict JSON.
         """
 
     @abstractmethod
@@ -240,6 +272,10 @@ class CatalogStore(ABC):
         query's associations now reflect; see `applied_filters`). Returns the numbers of rows
         actually added and removed.
         """
+
+    @abstractmethod
+    def association_count(self) -> int:
+        """How many (catalog query, content) pairs the store holds."""
 
     @abstractmethod
     def applied_filters(self) -> dict[str, str]:
@@ -277,7 +313,11 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def add_dead_letters(self, rows: Sequence[DeadLetter]) -> int:
-        """Store events that failed; returns how many were stored."""
+        """Store events that failed; returns how many were stored.
+
+        A letter with a topic, partition and offset is stored once: the same message (and key)
+        given again, say by a sensor tick that is evaluated twice, is skipped, unless its
+        letter was replayed since, which opens it again with the new error."""
 
     @abstractmethod
     def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
@@ -286,6 +326,31 @@ class CatalogStore(ABC):
     @abstractmethod
     def mark_dead_letters_replayed(self, ids: Iterable[int], now: datetime) -> int:
         """Mark dead letters replayed; returns how many were not marked before."""
+
+    # Event records waiting for their run ---------------------------------------------------
+
+    @abstractmethod
+    def save_event_payloads(self, payloads: Mapping[str, tuple[str, dict]], now: datetime) -> None:
+        """Keep records that are too large for run config: ``{ref: (content_key, metadata)}``.
+
+        Idempotent: a ref already kept is left as it is (a ref names its content)."""
+
+    @abstractmethod
+    def event_payload(self, ref: str) -> dict | None:
+        """The record kept under `ref`, or None."""
+
+    @abstractmethod
+    def delete_event_payloads(self, refs: Iterable[str]) -> int:
+        """Forget kept records once applied; returns how many went."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store's server cannot be reached (a transient failure: retry)."""
+
+
+class StoreSchemaMismatch(RuntimeError):
+    """The store's schema version is not the one this code works with; the message says what
+    to do (migrate, or upgrade catalog-assets)."""
 
 
 def open_store(url: str) -> CatalogStore:
@@ -302,7 +367,9 @@ def open_store(url: str) -> CatalogStore:
         return DuckDBCatalogStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresCatalogStore(url)
-    raise ValueError(f"unsupported store url {url!r}: use duckdb:///<path> or postgresql://...")
+    raise ValueError(
+        f"unsupported store url {redact_url(url)!r}: use duckdb:///<path> or postgresql://..."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,10 +383,12 @@ class SqlCatalogStore(CatalogStore):
     # Extra statements per schema version for one backend (indexes that only it needs).
     _EXTRA_MIGRATIONS: ClassVar[dict[int, tuple[str, ...]]] = {}
 
+    _depth = 0  # how many `transaction()` blocks are open on this store
+
     # Backend primitives --------------------------------------------------------------------
 
     @abstractmethod
-    def _transaction(self) -> Any:
+    def _begin(self) -> Any:
         """A context manager: one transaction, committed on success, rolled back on error."""
 
     @abstractmethod
@@ -347,6 +416,10 @@ class SqlCatalogStore(CatalogStore):
         """Serialise concurrent `ensure_schema` calls, where the backend needs it."""
 
     @abstractmethod
+    def _lock_writers(self) -> None:
+        """Take the association writers' lock for this transaction, where the backend needs it."""
+
+    @abstractmethod
     def _bytes(self, value: Any) -> bytes | None:
         """A BLOB/BYTEA value as bytes."""
 
@@ -364,13 +437,42 @@ class SqlCatalogStore(CatalogStore):
         yield
         self._run(store_sql.STAGE_DROP[table])
 
+    # Transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self._begin():
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+
+    def lock_writers(self) -> None:
+        if not self._depth:
+            raise RuntimeError(
+                "lock_writers() holds its lock for a transaction: call it inside one"
+            )
+        self._lock_writers()
+
     # Schema -------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        with self._transaction():
+        if _schema_problem(self.schema_version()) is None:
+            return  # current: no DDL, no lock
+        with self.transaction():
             self._lock_schema()
             self._run(store_sql.CREATE_SCHEMA_VERSION)
             applied = {row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)}
+            if max(applied, default=0) > store_sql.SCHEMA_VERSION:
+                raise StoreSchemaMismatch(_schema_problem(max(applied)))
             for version in sorted(store_sql.MIGRATIONS):
                 if version in applied:
                     continue
@@ -379,8 +481,13 @@ class SqlCatalogStore(CatalogStore):
                     self._run(statement)
                 self._run(store_sql.INSERT_SCHEMA_VERSION, (version, utcnow()))
 
+    def check_schema(self) -> None:
+        problem = _schema_problem(self.schema_version())
+        if problem is not None:
+            raise StoreSchemaMismatch(problem)
+
     def schema_version(self) -> int:
-        with self._transaction():
+        with self.transaction():
             if not self._rows(store_sql.SCHEMA_VERSION_TABLE_EXISTS)[0][0]:
                 return 0
             return max((row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)), default=0)
@@ -388,9 +495,12 @@ class SqlCatalogStore(CatalogStore):
     # Content ------------------------------------------------------------------------------
 
     def content_state(self) -> dict[str, ContentState]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_CONTENT_STATE)
-        return {key: ContentState(h, modified, bool(deleted)) for key, h, modified, deleted in rows}
+        return {
+            key: ContentState(h, modified, bool(deleted), content_type)
+            for key, h, modified, deleted, content_type in rows
+        }
 
     def apply_content_changes(
         self,
@@ -401,13 +511,21 @@ class SqlCatalogStore(CatalogStore):
     ) -> ContentWriteResult:
         now = _naive(now)
         since = _naive(unchanged_since) if unchanged_since is not None else now
+        for record in upserts:
+            _refuse_nul(
+                f"content {record.content_key!r}",
+                content_key=record.content_key,
+                content_type=record.content_type,
+                parent_content_key=record.parent_content_key,
+                content_uuid=record.content_uuid,
+            )
         records = _newest_per_key(upserts)
         doomed = list(dict.fromkeys(tombstones))
         both = records.keys() & set(doomed)
         if both:
             raise ValueError(f"content keys both upserted and tombstoned: {sorted(both)[:10]}")
         result = ContentWriteResult()
-        with self._transaction():
+        with self.transaction():
             if doomed:
                 frame = pl.DataFrame({"content_key": doomed}, schema=store_sql.KEYS_FRAME)
                 with self._staged("stage_keys", frame):
@@ -415,6 +533,9 @@ class SqlCatalogStore(CatalogStore):
                         row[0]
                         for row in self._rows(store_sql.TOMBSTONE_STAGED_KEYS, (now, now, since))
                     }
+                    result.associations_removed = self._count(
+                        store_sql.DELETE_PAIRS_OF_STAGED_TOMBSTONES
+                    )
                 result.tombstoned = [key for key in doomed if key in gone]
             if records:
                 with self._staged("stage_content", _content_frame(records.values())):
@@ -442,18 +563,21 @@ class SqlCatalogStore(CatalogStore):
         self, key: str, now: datetime, source_modified: datetime | None = None
     ) -> bool:
         now, modified = _naive(now), naive_utc(source_modified)
-        with self._transaction():
+        with self.transaction():
             params = (now, now, modified, key, modified, modified)
-            return self._count(store_sql.TOMBSTONE_ONE, params) > 0
+            if self._count(store_sql.TOMBSTONE_ONE, params) == 0:
+                return False
+            self._run(store_sql.DELETE_PAIRS_OF_CONTENT, (key,))
+            return True
 
     def live_content(self) -> list[tuple[str, dict]]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_LIVE_CONTENT)
         # Sorted here, by code point, so the order does not depend on the database's collation.
         return [(key, json.loads(text)) for key, text in sorted(rows)]
 
     def get_content(self, key: str) -> StoredContent | None:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_CONTENT, (key,))
         if not rows:
             return None
@@ -471,6 +595,20 @@ class SqlCatalogStore(CatalogStore):
         now: datetime,
     ) -> QuerySyncResult:
         now = _naive(now)
+        for q in queries:
+            _refuse_bad_uuid("catalog query", q.uuid)
+            where = f"catalog query {q.uuid!r}"
+            _refuse_nul(where, title=q.title, filter_hash=q.filter_hash, error=q.error)
+            _refuse_nul(where, content_filter=q.content_filter, warnings=_warnings_text(q.warnings))
+            _refuse_non_json(where, q.content_filter)
+        for c in catalogs:
+            _refuse_bad_uuid("enterprise catalog", c.uuid)
+            _refuse_nul(
+                f"enterprise catalog {c.uuid!r}",
+                title=c.title,
+                enterprise_uuid=c.enterprise_uuid,
+                catalog_query_uuid=c.catalog_query_uuid,
+            )
         _refuse_duplicates("catalog query", [q.uuid for q in queries])
         _refuse_duplicates("enterprise catalog", [c.uuid for c in catalogs])
         query_frame = pl.DataFrame(
@@ -495,7 +633,7 @@ class SqlCatalogStore(CatalogStore):
             orient="row",
         )
         result = QuerySyncResult()
-        with self._transaction():
+        with self.transaction():
             before = {row[0]: tuple(row[1:7]) for row in self._rows(store_sql.SELECT_QUERIES)}
             for query_row in query_frame.iter_rows():
                 uuid, values = query_row[0], tuple(query_row[1:])
@@ -518,7 +656,7 @@ class SqlCatalogStore(CatalogStore):
         return result
 
     def catalog_queries(self) -> list[CatalogQueryRow]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_QUERIES)
         return [
             CatalogQueryRow(
@@ -535,7 +673,7 @@ class SqlCatalogStore(CatalogStore):
         ]
 
     def enterprise_catalogs(self) -> list[EnterpriseCatalogRow]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_CATALOGS)
         return [EnterpriseCatalogRow(*row) for row in rows]
 
@@ -551,7 +689,7 @@ class SqlCatalogStore(CatalogStore):
         now = _naive(now)
         adds, removes = _pairs(adds, "adds"), _pairs(removes, "removes")
         added = removed = 0
-        with self._transaction():
+        with self.transaction():
             if removes.height:
                 with self._staged("stage_removes", removes):
                     removed = self._remove_staged_pairs(removes.height)
@@ -565,12 +703,16 @@ class SqlCatalogStore(CatalogStore):
                     self._run(store_sql.INSERT_APPLIED_FILTER, (uuid, filter_hash, now))
         return added, removed
 
+    def association_count(self) -> int:
+        with self.transaction():
+            return int(self._rows(store_sql.COUNT_ASSOCIATIONS)[0][0])
+
     def applied_filters(self) -> dict[str, str]:
-        with self._transaction():
+        with self.transaction():
             return dict(self._rows(store_sql.SELECT_APPLIED_FILTERS))
 
     def associations_of(self, content_key: str) -> dict[str, datetime]:
-        with self._transaction():
+        with self.transaction():
             return dict(self._rows(store_sql.SELECT_QUERIES_OF_CONTENT, (content_key,)))
 
     def replace_content_associations(
@@ -578,7 +720,7 @@ class SqlCatalogStore(CatalogStore):
     ) -> tuple[int, int]:
         now = _naive(now)
         wanted = list(dict.fromkeys(query_uuids))
-        with self._transaction():
+        with self.transaction():
             current = {
                 row[0] for row in self._rows(store_sql.SELECT_QUERIES_OF_CONTENT, (content_key,))
             }
@@ -593,7 +735,7 @@ class SqlCatalogStore(CatalogStore):
     # Lookups ------------------------------------------------------------------------------
 
     def catalogs_for(self, content_key: str) -> list[dict[str, Any]]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_CATALOGS_FOR, (content_key,))
         names = (
             "catalog_uuid",
@@ -605,7 +747,7 @@ class SqlCatalogStore(CatalogStore):
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def contents_of(self, uuid: str) -> list[dict[str, Any]]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_CONTENTS_OF, (uuid, uuid))
         out = []
         for key, content_type, text, deleted in sorted(rows, key=lambda row: row[0]):
@@ -623,27 +765,42 @@ class SqlCatalogStore(CatalogStore):
     # Dead letters -------------------------------------------------------------------------
 
     def add_dead_letters(self, rows: Sequence[DeadLetter]) -> int:
-        params = [
-            (
-                row.topic,
-                row.partition,
-                row.offset,
-                None if row.key is None else bytes(row.key),
-                row.headers,
-                None if row.value is None else bytes(row.value),
-                row.error,
-                _naive(row.received_at),
-                naive_utc(row.replayed_at),
+        params, seen = [], set()
+        for row in rows:
+            dedupe = _dead_letter_dedupe_key(row)
+            if dedupe is not None and dedupe in seen:
+                continue
+            seen.add(dedupe)
+            params.append(
+                (
+                    _escape_nul(row.topic),
+                    row.partition,
+                    row.offset,
+                    None if row.key is None else bytes(row.key),
+                    _escape_nul(row.headers),
+                    None if row.value is None else bytes(row.value),
+                    _escape_nul(row.error),
+                    _naive(row.received_at),
+                    naive_utc(row.replayed_at),
+                    dedupe,
+                )
             )
-            for row in rows
-        ]
-        if params:
-            with self._transaction():
-                self._run_many(store_sql.INSERT_DEAD_LETTER, params)
-        return len(params)
+        if not params:
+            return 0
+        reopened = 0
+        with self.transaction():
+            fresh = []
+            for p in params:
+                if p[-1] is None or not self._rows(store_sql.DEAD_LETTER_EXISTS, (p[-1],))[0][0]:
+                    fresh.append(p)
+                else:
+                    reopened += self._count(store_sql.REOPEN_DEAD_LETTER, (p[6], p[7], p[-1]))
+            if fresh:
+                self._run_many(store_sql.INSERT_DEAD_LETTER, fresh)
+        return len(fresh) + reopened
 
     def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
-        with self._transaction():
+        with self.transaction():
             rows = self._rows(store_sql.SELECT_DEAD_LETTERS, (bool(include_replayed),))
         return [
             DeadLetter(
@@ -664,10 +821,35 @@ class SqlCatalogStore(CatalogStore):
     def mark_dead_letters_replayed(self, ids: Iterable[int], now: datetime) -> int:
         now = _naive(now)
         marked = 0
-        with self._transaction():
+        with self.transaction():
             for ident in dict.fromkeys(ids):
                 marked += self._count(store_sql.MARK_DEAD_LETTER_REPLAYED, (now, int(ident)))
         return marked
+
+    # Event records waiting for their run ---------------------------------------------------
+
+    def save_event_payloads(self, payloads: Mapping[str, tuple[str, dict]], now: datetime) -> None:
+        rows = [
+            (ref, key, canonical_json(metadata), _naive(now))
+            for ref, (key, metadata) in payloads.items()
+        ]
+        for ref, key, _, _ in rows:
+            _refuse_nul(f"event payload {ref!r}", content_key=key)
+        if rows:
+            with self.transaction():
+                self._run_many(store_sql.INSERT_EVENT_PAYLOAD, rows)
+
+    def event_payload(self, ref: str) -> dict | None:
+        with self.transaction():
+            rows = self._rows(store_sql.SELECT_EVENT_PAYLOAD, (ref,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def delete_event_payloads(self, refs: Iterable[str]) -> int:
+        deleted = 0
+        with self.transaction():
+            for ref in dict.fromkeys(refs):
+                deleted += self._count(store_sql.DELETE_EVENT_PAYLOAD, (ref,))
+        return deleted
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,7 +885,7 @@ class DuckDBCatalogStore(SqlCatalogStore):
         self._con.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _begin(self) -> Iterator[None]:
         self._con.execute("BEGIN TRANSACTION")
         try:
             yield
@@ -762,11 +944,14 @@ class DuckDBCatalogStore(SqlCatalogStore):
     def _lock_schema(self) -> None:
         """One writer per file: nothing to serialise."""
 
+    def _lock_writers(self) -> None:
+        """One process per file: nothing to serialise."""
+
     def _bytes(self, value: Any) -> bytes | None:
         return None if value is None else bytes(value)
 
     def associations(self) -> pl.DataFrame:
-        with self._transaction():
+        with self.transaction():
             # The relation exports an Arrow C stream that polars reads directly (duckdb 2.0's
             # `.pl()` needs pyarrow, which this project does not depend on).
             frame = pl.DataFrame(self._con.sql(store_sql.SELECT_ASSOCIATIONS))
@@ -778,7 +963,9 @@ class DuckDBCatalogStore(SqlCatalogStore):
 # --------------------------------------------------------------------------------------------
 
 _PG_BULK_ROWS = 50_000  # a staged frame this large gets statistics and more work_mem
-_PG_SCHEMA_LOCK_KEY = 0x0CA7A106  # any constant shared by every catalog-assets process
+# Advisory lock keys: any constants shared by every catalog-assets process.
+_PG_SCHEMA_LOCK_KEY = 0x0CA7A106
+_PG_WRITER_LOCK_KEY = 0x0CA7A107
 
 
 @cache
@@ -798,7 +985,13 @@ class PostgresCatalogStore(SqlCatalogStore):
         import psycopg2
 
         self.url = url
-        self._conn = psycopg2.connect(url)
+        try:
+            self._conn = psycopg2.connect(url)
+        except psycopg2.OperationalError as error:
+            # psycopg2 names the host, never the password; redact anyway, and say which store.
+            raise StoreUnavailable(
+                f"cannot connect to the catalog store {redact_url(url)}: {redact(error)}"
+            ) from None
         self._conn.autocommit = False
         self._cur = self._conn.cursor()
 
@@ -808,7 +1001,7 @@ class PostgresCatalogStore(SqlCatalogStore):
             self._conn.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _begin(self) -> Iterator[None]:
         with self._conn:
             yield
 
@@ -843,14 +1036,17 @@ class PostgresCatalogStore(SqlCatalogStore):
             self._cur.execute(store_sql.PG_BULK_WORK_MEM)
 
     def _lock_schema(self) -> None:
-        self._rows(store_sql.PG_SCHEMA_LOCK, (_PG_SCHEMA_LOCK_KEY,))
+        self._rows(store_sql.PG_ADVISORY_XACT_LOCK, (_PG_SCHEMA_LOCK_KEY,))
+
+    def _lock_writers(self) -> None:
+        self._rows(store_sql.PG_ADVISORY_XACT_LOCK, (_PG_WRITER_LOCK_KEY,))
 
     def _bytes(self, value: Any) -> bytes | None:
         return None if value is None else bytes(value)
 
     def associations(self) -> pl.DataFrame:
         buffer = io.BytesIO()
-        with self._transaction():
+        with self.transaction():
             self._cur.copy_expert(store_sql.PG_COPY_ASSOCIATIONS_OUT, buffer)
         if not buffer.getbuffer().nbytes:
             return _empty_pairs()
@@ -904,6 +1100,60 @@ def _content_frame(records: Iterable[ContentRecord]) -> pl.DataFrame:
         for r in records
     ]
     return pl.DataFrame(rows, schema=store_sql.CONTENT_FRAME, orient="row")
+
+
+def _schema_problem(version: int) -> str | None:
+    """What is wrong with a store at schema `version` for this code, or None when nothing is."""
+    known = store_sql.SCHEMA_VERSION
+    if version == known:
+        return None
+    if version == 0:
+        return "the catalog store has no tables yet: run `catalog-assets migrate` (or a refresh)"
+    if version < known:
+        return (
+            f"the catalog store is at schema version {version} and this code needs {known}: "
+            "run `catalog-assets migrate`"
+        )
+    return (
+        f"the catalog store is at schema version {version}, newer than this code knows "
+        f"({known}): upgrade catalog-assets before using this store"
+    )
+
+
+def _refuse_nul(where: str, **values: str | None) -> None:
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{where}: {name} contains a NUL character, which no store can keep")
+
+
+def _escape_nul(value: str | None) -> str | None:
+    """Dead letters keep everything: a NUL is written as the text ``\\x00`` instead."""
+    return value.replace("\x00", "\\x00") if value is not None else None
+
+
+def _refuse_bad_uuid(what: str, uuid: object) -> None:
+    if not isinstance(uuid, str) or not uuid.strip():
+        raise ValueError(f"{what} uuid {uuid!r} is not a non-empty string")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_non_json(where: str, text: str) -> None:
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise ValueError(f"{where}: content_filter is not strict JSON ({error})") from None
+
+
+def _dead_letter_dedupe_key(row: DeadLetter) -> str | None:
+    """The same message (and key) gives the same key; None for letters without coordinates."""
+    if row.topic is None or row.partition is None or row.offset is None:
+        return None
+    digest = hashlib.sha256(f"{row.topic}\x00{row.partition}\x00{row.offset}\x00".encode())
+    digest.update(bytes(row.key or b""))
+    return digest.hexdigest()
 
 
 def _warnings_text(warnings: Sequence[str]) -> str:

@@ -84,7 +84,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             applied_at TIMESTAMP NOT NULL
         )""",
     ),
+    # Dead letters are stored once per message (a tick that fails and runs again must not store
+    # them twice); `dedupe_key` is set for letters that know their topic, partition and offset.
+    # Event records too large for run config wait here for their run (`event_payload`).
+    3: (
+        "ALTER TABLE event_dead_letter ADD COLUMN IF NOT EXISTS dedupe_key TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS event_dead_letter_dedupe "
+        "ON event_dead_letter (dedupe_key)",
+        """
+        CREATE TABLE IF NOT EXISTS event_payload (
+            ref TEXT PRIMARY KEY,
+            content_key TEXT NOT NULL,
+            json_metadata TEXT NOT NULL,
+            received_at TIMESTAMP NOT NULL
+        )""",
+    ),
 }
+SCHEMA_VERSION = max(MIGRATIONS)
+"""The schema version this code writes and reads; a store at a newer version is refused."""
 
 # Staging tables: filled by the backend's bulk load, read by one set-based statement, dropped
 # before the transaction ends. Each frame's columns are in the order of its table's columns.
@@ -145,7 +162,7 @@ CATALOGS_FRAME = {
 # Content ----------------------------------------------------------------------------------
 
 SELECT_CONTENT_STATE = """
-SELECT content_key, content_hash, source_modified, deleted_at IS NOT NULL
+SELECT content_key, content_hash, source_modified, deleted_at IS NOT NULL, content_type
 FROM content_metadata"""
 SELECT_LIVE_CONTENT = """
 SELECT content_key, json_metadata FROM content_metadata WHERE deleted_at IS NULL"""
@@ -193,6 +210,13 @@ UPDATE content_metadata SET deleted_at = ?, updated_at = ?
 WHERE deleted_at IS NULL AND updated_at < ?
   AND content_key IN (SELECT content_key FROM stage_keys)
 RETURNING content_key"""
+# Tombstoned content belongs to no catalog: its pairs go in the same transaction, so that no
+# reader (or a crash before the association step) ever sees a pair pointing at a tombstone.
+DELETE_PAIRS_OF_STAGED_TOMBSTONES = """
+DELETE FROM catalog_query_content
+WHERE content_key IN (SELECT content_key FROM stage_keys)
+  AND content_key IN (SELECT content_key FROM content_metadata WHERE deleted_at IS NOT NULL)"""
+DELETE_PAIRS_OF_CONTENT = "DELETE FROM catalog_query_content WHERE content_key = ?"
 TOMBSTONE_ONE = """
 UPDATE content_metadata
 SET deleted_at = ?, updated_at = ?,
@@ -306,8 +330,24 @@ WHERE a.catalog_query_uuid = ?
 
 INSERT_DEAD_LETTER = """
 INSERT INTO event_dead_letter (
-    topic, partition, "offset", key, headers, value, error, received_at, replayed_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    topic, partition, "offset", key, headers, value, error, received_at, replayed_at, dedupe_key
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING"""
+DEAD_LETTER_EXISTS = "SELECT count(*) FROM event_dead_letter WHERE dedupe_key = ?"
+# A message that fails again after its letter was replayed (a sensor replay, say) is open again.
+REOPEN_DEAD_LETTER = """
+UPDATE event_dead_letter SET replayed_at = NULL, error = ?, received_at = ?
+WHERE dedupe_key = ? AND replayed_at IS NOT NULL"""
+SELECT_DEAD_LETTER_IDS = "SELECT id, replayed_at FROM event_dead_letter"
+
+# Event records waiting for their run ------------------------------------------------------
+
+INSERT_EVENT_PAYLOAD = """
+INSERT INTO event_payload (ref, content_key, json_metadata, received_at) VALUES (?, ?, ?, ?)
+ON CONFLICT DO NOTHING"""
+SELECT_EVENT_PAYLOAD = "SELECT json_metadata FROM event_payload WHERE ref = ?"
+DELETE_EVENT_PAYLOAD = "DELETE FROM event_payload WHERE ref = ?"
+COUNT_ASSOCIATIONS = "SELECT count(*) FROM catalog_query_content"
 SELECT_DEAD_LETTERS = """
 SELECT topic, partition, "offset", key, headers, value, error, received_at, replayed_at, id
 FROM event_dead_letter
@@ -353,7 +393,7 @@ PG_EXTRA_MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 PG_BULK_WORK_MEM = "SET LOCAL work_mem = '256MB'"
-PG_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(?)"
+PG_ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock(?)"
 PG_COPY_ASSOCIATIONS_OUT = (
     "COPY (SELECT catalog_query_uuid, content_key FROM catalog_query_content) "
     "TO STDOUT WITH (FORMAT csv)"

@@ -2,7 +2,8 @@
 
 Tests and benchmarks point a real ``DiscoveryClient`` (real ``requests``, real sockets) at it, so
 they exercise paging, auth, retries and reply parsing end to end instead of a mock's idea of
-them. The served content is mutable while it runs, so a test can change the source between runs.
+them. The served content is mutable while it runs, so a test can change the source between runs,
+or in the middle of one crawl (``after_page``) the way a live index changes under a crawler.
 
     with FakeDiscovery(documents, full_records) as fake:
         client = DiscoveryClient(fake.api_url, fake.oauth2_url, fake.client_id, fake.client_secret)
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -45,6 +47,7 @@ class LoggedRequest(NamedTuple):
     query: dict[str, list[str]]
     token: str | None
     status: int | None
+    body: bytes = b""
 
 
 @dataclass
@@ -53,16 +56,23 @@ class _Fault:
     remaining: int
     status: int | None = None
     body: bytes | None = None
-    retry_after: float | None = None
+    retry_after: float | str | None = None
     delay: float = 0.0
     disconnect: bool = False
+    echo: bool = False
 
 
 def _content_key(document: Mapping[str, Any]) -> str:
-    key = document.get("key") or document.get("uuid")
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"document has neither key nor uuid: {document!r:.200}")
+    key = _key_or_none(document)
+    if key is None:
+        raise ValueError(f"document has neither key nor uuid (title={document.get('title')!r:.80})")
     return key
+
+
+def _key_or_none(document: Mapping[str, Any]) -> str | None:
+    """A document's content key, or None for the broken documents a test may serve."""
+    key = document.get("key") or document.get("uuid")
+    return key if isinstance(key, str) and key else None
 
 
 def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int | None:
@@ -88,8 +98,10 @@ class FakeDiscovery:
         documents: Iterable[Mapping[str, Any]] = (),
         full_records: Mapping[str, Mapping[str, Any]] | None = None,
         token_ttl: int = 3600,
+        max_page_size: int | None = None,
     ) -> None:
         self.token_ttl = token_ttl
+        self.max_page_size = max_page_size  # like DRF's: a larger page_size is quietly clamped
         self._lock = threading.Lock()
         self._documents: list[dict[str, Any]] = []
         self._by_key: dict[str, dict[str, Any]] = {}
@@ -102,6 +114,7 @@ class FakeDiscovery:
         self.tokens_issued = 0
         self._faults: list[_Fault] = []
         self._page_shifts: dict[int, int] = {}
+        self._after_page: dict[int, list[Callable[[], None]]] = {}
         self._fail_from: tuple[int, int] | None = None
         self.requests: list[tuple[str, str]] = []
         self.request_log: list[LoggedRequest] = []
@@ -165,14 +178,21 @@ class FakeDiscovery:
         """Replace documents in place by content key; append the new ones at the end."""
         updates = {_content_key(doc): dict(doc) for doc in documents}
         with self._lock:
-            merged = [updates.pop(_content_key(doc), doc) for doc in self._documents]
+            merged = [updates.pop(_key_or_none(doc), doc) for doc in self._documents]
             self._set_documents_locked(merged + list(updates.values()))
 
     def remove_documents(self, content_keys: Iterable[str]) -> None:
         gone = set(content_keys)
         with self._lock:
-            kept = [doc for doc in self._documents if _content_key(doc) not in gone]
+            kept = [doc for doc in self._documents if _key_or_none(doc) not in gone]
             self._set_documents_locked(kept)
+
+    def insert_documents(self, position: int, documents: Iterable[Mapping[str, Any]]) -> None:
+        """Insert documents before ``position`` (0: in front of everything)."""
+        copies = [dict(doc) for doc in documents]
+        with self._lock:
+            current = self._documents
+            self._set_documents_locked([*current[:position], *copies, *current[position:]])
 
     def documents(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -195,8 +215,8 @@ class FakeDiscovery:
     def _set_documents_locked(self, documents: list[dict[str, Any]]) -> None:
         # Copy-on-write: handlers grab references under the lock and then read without it.
         self._documents = documents
-        self._by_key = {doc["key"]: doc for doc in documents if doc.get("key")}
-        self._by_uuid = {doc["uuid"]: doc for doc in documents if doc.get("uuid")}
+        self._by_key = {doc["key"]: doc for doc in documents if isinstance(doc.get("key"), str)}
+        self._by_uuid = {doc["uuid"]: doc for doc in documents if isinstance(doc.get("uuid"), str)}
 
     # -- fault injection ------------------------------------------------------------------------
 
@@ -205,16 +225,19 @@ class FakeDiscovery:
         path_prefix: str,
         status: int,
         times: int = 1,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
         body: bytes | str | None = None,
+        echo_request: bool = False,
     ) -> None:
         """Answer the next ``times`` requests under ``path_prefix`` with ``status``.
 
         Rules queue up in order, so ``fail_next(p, 429)`` then ``fail_next(p, 503)`` gives a 429
-        and then a 503. ``body`` replaces the default JSON error body.
+        and then a 503. ``body`` replaces the default JSON error body; ``echo_request`` makes
+        the body the request itself (request line, body, headers), as some servers and proxies
+        do in error pages. ``retry_after`` is seconds, or a string sent as is (an HTTP date).
         """
         raw = body.encode() if isinstance(body, str) else body
-        self._add_fault(_Fault(path_prefix, times, status, raw, retry_after))
+        self._add_fault(_Fault(path_prefix, times, status, raw, retry_after, echo=echo_request))
 
     def malformed_next(self, path_prefix: str, body: bytes | str = b"<html>oops</html>") -> None:
         """Answer the next request under ``path_prefix`` with a 200 that is not the contract."""
@@ -244,6 +267,16 @@ class FakeDiscovery:
         """From search page ``page`` on, skip ``count`` items (as deletions mid-crawl do)."""
         self._shift_pages(page, -count)
 
+    def after_page(self, page: int, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, right after ``GET search/all`` page ``page`` is served.
+
+        It runs when the page's items are taken and before they are sent, so the client cannot
+        ask for the next page first: ``fake.after_page(1, lambda: fake.remove_documents(...))``
+        deletes items in the middle of one crawl, exactly at a page boundary.
+        """
+        with self._lock:
+            self._after_page.setdefault(page, []).append(callback)
+
     def fail_from_page(self, page: int, status: int = 500) -> None:
         """Answer ``GET search/all`` with ``status`` for ``page`` and every later page."""
         with self._lock:
@@ -253,6 +286,7 @@ class FakeDiscovery:
         with self._lock:
             self._faults.clear()
             self._page_shifts.clear()
+            self._after_page.clear()
             self._fail_from = None
 
     def _add_fault(self, fault: _Fault) -> None:
@@ -305,15 +339,21 @@ class FakeDiscovery:
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.disconnect:
-            self._record(LoggedRequest(method, path, query, token_or_none, None))
+            self._record(LoggedRequest(method, path, query, token_or_none, None, body))
             handler.close_connection = True
             return
         if fault is not None and fault.status is not None:
             payload: Any = fault.body
-            if payload is None:
+            if fault.echo:
+                headers_text = "".join(f"{k}: {v}\r\n" for k, v in handler.headers.items())
+                line = f"{method} {handler.path}\r\n".encode()
+                payload = line + body + f"\r\n{headers_text}".encode()
+            elif payload is None:
                 payload = {"detail": f"injected failure {fault.status}"}
             headers = {}
-            if fault.retry_after is not None:
+            if isinstance(fault.retry_after, str):
+                headers["Retry-After"] = fault.retry_after
+            elif fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
             status, reply_headers = fault.status, headers
         else:
@@ -321,11 +361,19 @@ class FakeDiscovery:
                 status, payload, reply_headers = self._route(
                     method, path, query, body, token_or_none
                 )
+                if method == "GET" and path == SEARCH_PATH and status == 200:
+                    self._run_after_page(_int_param(query, "page", 1))
             except Exception as exc:  # a fake bug: make it visible to the test, not a hang
                 status, payload, reply_headers = 500, {"detail": f"fake error: {exc!r}"}, {}
         # Log before replying, so a test that has its reply always sees its log entry.
-        self._record(LoggedRequest(method, path, query, token_or_none, status))
+        self._record(LoggedRequest(method, path, query, token_or_none, status, body))
         _reply(handler, status, payload, reply_headers)
+
+    def _run_after_page(self, page: int | None) -> None:
+        with self._lock:
+            callbacks = self._after_page.pop(page, []) if page is not None else []
+        for callback in callbacks:  # outside the lock: callbacks change the content
+            callback()
 
     def _record(self, entry: LoggedRequest) -> None:
         with self._lock:
@@ -390,7 +438,7 @@ class FakeDiscovery:
 
     def _search_page(self, query: dict[str, list[str]]) -> Reply:
         page = _int_param(query, "page", 1)
-        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        size = self._page_size(query)
         if not page or not size:
             return _error(404, "Invalid page.")
         with self._lock:
@@ -425,7 +473,7 @@ class FakeDiscovery:
                     matches[id(index[value])] = index[value]
         results = list(matches.values())
         page = _int_param(query, "page", 1)
-        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        size = self._page_size(query)
         if not page or not size:
             return _error(404, "Invalid page.")
         start, end = (page - 1) * size, page * size
@@ -433,6 +481,10 @@ class FakeDiscovery:
             return _error(404, "Invalid page.")
         links = self._page_links(SEARCH_PATH, query, page, has_next=end < len(results))
         return 200, {"count": len(results), **links, "results": results[start:end]}, {}
+
+    def _page_size(self, query: dict[str, list[str]]) -> int | None:
+        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        return min(size, self.max_page_size) if size and self.max_page_size else size
 
     def _full_records(self, path: str, query: dict[str, list[str]], param: str) -> Reply:
         raw = query.get(param, [""])[-1]
@@ -495,10 +547,24 @@ def _error(status: int, detail: str = "") -> Reply:
     return status, {"detail": detail or f"HTTP {status}"}, {}
 
 
+def _dumps(payload: Any) -> str:
+    """JSON text, also for the deeply nested documents tests serve on purpose (the encoder
+    recurses once per level)."""
+    try:
+        return json.dumps(payload)
+    except RecursionError:
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(previous, 25_000))
+        try:
+            return json.dumps(payload)
+        finally:
+            sys.setrecursionlimit(previous)
+
+
 def _reply(
     handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]
 ) -> None:
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    raw = payload if isinstance(payload, bytes) else _dumps(payload).encode()
     try:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")

@@ -39,7 +39,9 @@ def test_definitions_hold_both_lanes_job_schedule_sensor_and_checks(monkeypatch)
     check_names = {key.name for key in graph.asset_check_keys}
     assert check_names == {
         "valid_filters",
+        "catalogs_reference_known_queries",
         "no_duplicate_source_keys",
+        "no_rejected_documents",
         "no_held_changes",
         "every_query_matches",
         "associations_reference_live_content",

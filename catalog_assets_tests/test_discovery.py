@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import email.utils
+import json
+import random
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from catalog_assets.discovery import DiscoveryClient, DiscoveryError, content_key_of
+from catalog_assets.content import MAX_DOCUMENT_DEPTH
+from catalog_assets.discovery import (
+    DiscoveryClient,
+    DiscoveryError,
+    UnusableDocument,
+    content_key_of,
+    document_depth,
+)
+from catalog_assets.redaction import redact
 from catalog_assets_tests.fake_discovery import (
     COURSES_PATH,
     PROGRAMS_PATH,
@@ -125,6 +139,11 @@ class SleepRecorder:
         self.delays.append(seconds)
 
 
+def upper_bound(low: float, high: float) -> float:
+    """A ``rand`` without jitter, so a test can predict each backoff delay."""
+    return high
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -141,6 +160,7 @@ def make_client(fake: FakeDiscovery, **kwargs: Any) -> DiscoveryClient:
         "max_backoff": 0.01,
         "page_size": 10,
         "sleep": SleepRecorder(),
+        "rand": upper_bound,
     }
     options.update(kwargs)
     return DiscoveryClient(
@@ -509,3 +529,282 @@ def test_fake_serves_a_large_catalog_quickly() -> None:
     assert len(records) == 20_000
     assert fake.count("GET", SEARCH_PATH) == 200
     assert fake.count("GET", COURSES_PATH) == 300 * 3  # 300 batches of 50, limit 20
+
+
+# -- bad documents are rejected one by one ----------------------------------------------------
+
+
+def nested_doc(depth: int, key: str, **fields: Any) -> dict[str, Any]:
+    """A course run document nesting exactly ``depth`` levels (the document itself is 1)."""
+    value: Any = []
+    for level in range(depth - 2):
+        value = {"child": value} if level % 2 else [value]
+    return {
+        "aggregation_key": f"courserun:{key}",
+        "content_type": "courserun",
+        "key": key,
+        "title": f"Nested {depth}",
+        "extra": value,
+        **fields,
+    }
+
+
+def test_document_depth_is_exact_and_iterative() -> None:
+    assert document_depth("text") == 0
+    assert document_depth({}) == document_depth([]) == 1
+    assert document_depth(course_doc(1)) == 3  # course_runs: [{...}]
+    assert document_depth(nested_doc(MAX_DOCUMENT_DEPTH, "k")) == MAX_DOCUMENT_DEPTH
+    deep = nested_doc(100_000, "k")  # a recursive walk would overflow the stack
+    assert document_depth(deep, limit=10**6) == 100_000
+    assert document_depth(deep) == MAX_DOCUMENT_DEPTH + 1  # stops counting past the limit
+
+
+def test_unusable_documents_are_rejected_and_the_crawl_goes_on(fake: FakeDiscovery) -> None:
+    good = fake.documents()
+    limit = sys.getrecursionlimit()
+    bad = {
+        2: {"aggregation_key": "course:Nothing", "title": "Keyless", "content_type": "course"},
+        7: {**course_doc(50), "key": 12345, "uuid": None, "title": "Integer key"},
+        13: {**courserun_doc(50), "key": "course-v1:edX+Bad\x00+1T2025", "title": "NUL key"},
+        17: nested_doc(MAX_DOCUMENT_DEPTH + 1, "course-v1:edX+Deep+1T2025"),
+        21: nested_doc(3000, "course-v1:edX+Deeper+1T2025"),  # too deep for json's default
+        24: {**course_doc(51), "key": None, "title": "Course without key"},
+    }
+    served = list(good)
+    for position, document in sorted(bad.items()):
+        served.insert(position, document)
+    at_limit = nested_doc(MAX_DOCUMENT_DEPTH, "course-v1:edX+AtLimit+1T2025")
+    served.append(at_limit)
+    fake.set_documents(served)
+    with make_client(fake, page_size=10) as client:
+        records = client.crawl_records()
+        rejected = client.last_crawl_rejected
+    assert keys(records) == [*keys(good), at_limit["key"]]
+    assert sys.getrecursionlimit() == limit
+
+    assert [r.content_key for r in rejected] == [
+        None,
+        None,
+        None,
+        "course-v1:edX+Deep+1T2025",
+        "course-v1:edX+Deeper+1T2025",
+        course_doc(51)["uuid"],  # no key for its full record, but its uuid is its content key
+    ]
+    reasons = [r.reason for r in rejected]
+    assert "neither a key nor a uuid" in reasons[0]
+    assert "item 3 (page 1)" in reasons[0]  # the crawl position, 1-based
+    assert "'course:Nothing'" in reasons[0] and "'Keyless'" in reasons[0]
+    assert "int key (12345)" in reasons[1] and "'Integer key'" in reasons[1]
+    assert "NUL character" in reasons[2] and "item 14 (page 2)" in reasons[2]
+    assert all(f"deeper than {MAX_DOCUMENT_DEPTH} levels" in r for r in reasons[3:5])
+    assert "'Nested 3000'" in reasons[4] and "item 22 (page 3)" in reasons[4]
+    assert "course document without a string key" in reasons[5]
+
+
+def test_a_full_record_too_deep_rejects_its_item_under_its_key(fake: FakeDiscovery) -> None:
+    doc = course_doc(0)
+    fake.upsert_full_records({doc["key"]: {**full_course(doc), **nested_doc(200, doc["key"])}})
+    with make_client(fake) as client:
+        records = client.crawl_records()
+    assert doc["key"] not in keys(records) and len(records) == 24
+    assert [r.content_key for r in client.last_crawl_rejected] == [doc["key"]]
+    assert "with its full record" in client.last_crawl_rejected[0].reason
+
+
+def test_a_page_too_deep_even_to_parse_raises_clearly(fake: FakeDiscovery) -> None:
+    depth = 30_000  # beyond the raised parse limit: nothing can be read from this page
+    deep = '{"key": "edX+Abyss", "extra": ' + "[" * depth + "]" * depth + "}"
+    fake.malformed_next(SEARCH_PATH, '{"count": 1, "next": null, "results": [' + deep + "]}")
+    limit = sys.getrecursionlimit()
+    with make_client(fake) as client, pytest.raises(DiscoveryError) as info:
+        client.crawl()
+    assert not isinstance(info.value, RecursionError)
+    assert "too deep to parse" in str(info.value)
+    assert fake.api_url + "search/all/" in str(info.value)
+    assert sys.getrecursionlimit() == limit
+
+
+# -- lookup_many ------------------------------------------------------------------------------
+
+
+def test_lookup_many_batches_by_field_and_matches_field_and_type() -> None:
+    docs, full = catalog(courses=120, programs=3, runs=4, pathways=2)
+    by_type = {t: [d for d in docs if d["content_type"] == t] for t in LOOKUP_TYPES}
+    asked = {content_key_of(d): d["content_type"] for d in docs}
+    gone = {"edX+Gone1x": "course", str(uuid.uuid4()): "program"}
+    wrong_type = {by_type["courserun"][0]["key"]: "course"}  # a run's key is not a course
+    with FakeDiscovery(docs, full) as fake, make_client(fake, batch_size=50) as client:
+        found = client.lookup_many({**asked, **gone, **wrong_type})
+        log = list(fake.request_log)
+    merged = {content_key_of(d): {**d, **full.get(content_key_of(d), {})} for d in docs}
+    assert found == {key: merged[key] for key in asked if key not in wrong_type}
+
+    posts = [json.loads(e.body) for e in log if e.method == "POST" and e.path == SEARCH_PATH]
+    assert all(len(body) == 1 and len(next(iter(body.values()))) <= 50 for body in posts)
+    key_batches = [body["key"] for body in posts if "key" in body]
+    uuid_batches = [body["uuid"] for body in posts if "uuid" in body]
+    assert [len(b) for b in key_batches] == [50, 50, 25]  # 120 courses, 4 runs, 1 gone
+    assert [len(b) for b in uuid_batches] == [6]  # 3 programs, 2 pathways, 1 gone
+    sent = [key for batch in key_batches for key in batch]
+    assert sent == [k for k, t in {**asked, **gone}.items() if t in KEYED]
+    assert fake.count("GET", SEARCH_PATH) == 0  # no crawl
+
+
+LOOKUP_TYPES = ("course", "courserun", "program", "learnerpathway")
+KEYED = ("course", "courserun")
+
+
+def test_lookup_many_follows_paging_when_the_server_caps_the_page_size() -> None:
+    docs, full = catalog(courses=45)
+    with (
+        FakeDiscovery(docs, full, max_page_size=20) as fake,
+        make_client(fake, batch_size=50) as client,
+    ):
+        found = client.lookup_many({d["key"]: "course" for d in docs})
+        pages = [e.query.get("page") for e in fake.request_log if e.path == SEARCH_PATH]
+    assert set(found) == {d["key"] for d in docs}
+    assert pages == [None, ["2"], ["3"]]
+
+
+def test_lookup_many_raises_when_the_index_changes_between_its_pages() -> None:
+    docs, full = catalog(courses=45)
+    session = requests.Session()
+
+    def delete_after_first_page(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        first = "page" not in parse_qs(urlsplit(response.url).query)
+        if response.request.method == "POST" and SEARCH_PATH in response.url and first:
+            fake.remove_documents([docs[0]["key"]])  # page 2 now starts one item later
+
+    session.hooks["response"].append(delete_after_first_page)
+    with (
+        FakeDiscovery(docs, full, max_page_size=20) as fake,
+        make_client(fake, session=session) as client,
+        pytest.raises(DiscoveryError, match="changed while a lookup"),
+    ):
+        client.lookup_many({d["key"]: "course" for d in docs})
+    session.close()
+
+
+def test_lookup_many_of_nothing_or_an_unknown_type_sends_nothing(fake: FakeDiscovery) -> None:
+    with make_client(fake) as client:
+        assert client.lookup_many({}) == {}
+        with pytest.raises(ValueError, match="'video'"):
+            client.lookup_many({course_doc(0)["key"]: "course", "x": "video"})
+    assert fake.requests == []
+
+
+def test_lookup_many_never_calls_an_unusable_document_gone(fake: FakeDiscovery) -> None:
+    deep = nested_doc(MAX_DOCUMENT_DEPTH + 1, "course-v1:edX+Deep+1T2025")
+    fake.upsert_documents([deep])
+    with make_client(fake) as client, pytest.raises(UnusableDocument, match="not gone") as info:
+        client.lookup_many({deep["key"]: "courserun", course_doc(0)["key"]: "course"})
+    assert isinstance(info.value, ValueError)  # the event lane rejects that update alone
+
+
+# -- polite retries ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "max_retry_after", "slept"),
+    [
+        (3600, None, 60.0),  # the default cap, not an hour
+        (3600, 5.0, 5.0),
+        (2, 5.0, 2.0),
+        (email.utils.formatdate(time.time() + 3600, usegmt=True), 5.0, 5.0),
+        (email.utils.formatdate(time.time() - 3600, usegmt=True), 5.0, 0.0),
+    ],
+)
+def test_retry_after_is_honoured_up_to_a_cap(
+    fake: FakeDiscovery, retry_after: float | str, max_retry_after: float | None, slept: float
+) -> None:
+    sleep = SleepRecorder()
+    fake.fail_next(SEARCH_PATH, 429, retry_after=retry_after)
+    options = {} if max_retry_after is None else {"max_retry_after": max_retry_after}
+    with make_client(fake, sleep=sleep, **options) as client:
+        assert len(client.crawl()) == 25
+    assert sleep.delays == [slept]
+
+
+def test_backoff_without_retry_after_uses_full_jitter(fake: FakeDiscovery) -> None:
+    sleep, bounds = SleepRecorder(), []
+    draw = random.Random(20250101).uniform
+
+    def rand(low: float, high: float) -> float:
+        bounds.append((low, high))
+        return draw(low, high)
+
+    fake.fail_next(SEARCH_PATH, 502, times=5)
+    with make_client(
+        fake, sleep=sleep, rand=rand, max_retries=5, backoff_base=0.5, max_backoff=3.0
+    ) as client:
+        assert len(client.crawl()) == 25
+    assert bounds == [(0.0, 0.5), (0.0, 1.0), (0.0, 2.0), (0.0, 3.0), (0.0, 3.0)]
+    assert all(0.0 <= delay <= high for delay, (_, high) in zip(sleep.delays, bounds, strict=True))
+    assert len(set(sleep.delays)) == 5  # jittered, not the same schedule for every client
+
+
+def test_default_backoff_is_jittered(fake: FakeDiscovery) -> None:
+    sleep = SleepRecorder()
+    fake.fail_next(SEARCH_PATH, 502, times=3)
+    client = DiscoveryClient(
+        fake.api_url, fake.oauth2_url, fake.client_id, fake.client_secret, sleep=sleep
+    )
+    with client:
+        assert len(client.crawl()) == 25
+    assert all(0.0 <= d <= high for d, high in zip(sleep.delays, [0.5, 1.0, 2.0], strict=True))
+    assert sleep.delays != [0.5, 1.0, 2.0]
+
+
+# -- no secrets in errors ---------------------------------------------------------------------
+
+
+def secret_client(fake: FakeDiscovery, **kwargs: Any) -> tuple[DiscoveryClient, str]:
+    """A client whose secret is new to this process, so only the client can have registered it."""
+    fake.client_secret = f"s3cr3t-{uuid.uuid4().hex}"
+    return make_client(fake, **kwargs), fake.client_secret
+
+
+@pytest.mark.parametrize("status", [400, 401])
+@pytest.mark.parametrize("echo", ["request", "bare"])
+def test_token_errors_do_not_leak_the_client_secret(
+    fake: FakeDiscovery, status: int, echo: str
+) -> None:
+    client, secret = secret_client(fake)
+    if echo == "request":  # the form, echoed: client_id=...&client_secret=...
+        fake.fail_next(TOKEN_PATH, status, echo_request=True)
+    else:  # the value alone, in no shape a pattern would know
+        fake.fail_next(TOKEN_PATH, status, body=f"rejected {fake.client_id} / {secret} here")
+    with client, pytest.raises(DiscoveryError) as info:
+        client.crawl()
+    message = str(info.value)
+    assert secret not in message and secret[:12] not in message
+    assert f"POST {fake.oauth2_url}/access_token: HTTP {status}" in message
+    assert "***" in message  # the echo is in the message, masked
+    if echo == "request":
+        assert secret.encode() in fake.request_log[0].body  # the echo really carried it
+
+
+@pytest.mark.parametrize(("status", "times"), [(500, 2), (401, 2)])
+def test_search_errors_echoing_the_token_do_not_leak_it(
+    fake: FakeDiscovery, status: int, times: int
+) -> None:
+    client, _ = secret_client(fake, max_retries=1)
+    fake.fail_next(SEARCH_PATH, status, times=times, echo_request=True)
+    with client, pytest.raises(DiscoveryError) as info:
+        client.crawl()
+    tokens = {e.token for e in fake.request_log if e.token}
+    assert tokens
+    message = str(info.value)
+    for token in tokens:
+        assert token[:5] not in message  # not even the part a cut snippet would keep
+        assert redact(f"seen {token}.") == "seen ***."  # registered: masked in any text
+    assert f"GET {fake.api_url}search/all/?page=1&page_size=10" in message
+    assert f"HTTP {status}" in message
+    assert "Authorization: JWT ***" in message
+
+
+def test_client_secret_is_registered_on_construction() -> None:
+    secret = f"only-{uuid.uuid4().hex}"
+    assert redact(secret) == secret
+    DiscoveryClient("http://127.0.0.1:9/api/v1/", "http://127.0.0.1:9/oauth2", "id", secret)
+    assert redact(f"x {secret} y") == "x *** y"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 
 import dagster as dg
@@ -266,3 +267,68 @@ def test_rejected_update_dead_letter_replays_only_once_fixed(world):
         (line,) = replay(store, world["resources"]["content_source"], datetime(2026, 11, 27))
         assert line.outcome.startswith("still")
         assert len(store.dead_letters()) == 1  # not marked replayed
+
+
+def test_record_kept_in_the_store_is_applied_then_forgotten(world):
+    """The sensor keeps a record too large for run config in the store; the run reads it."""
+    from catalog_assets.content import content_hash
+
+    course = dict(a_course(world), title="Kept for the run", modified="2038-01-01T00:00:00Z")
+    ref = content_hash(course)
+    with open_store(world["store_url"]) as store:
+        store.save_event_payloads({ref: (course["key"], course)}, datetime(2026, 11, 27))
+    update = ContentUpdate(course["key"], "course", metadata_ref=ref, event_ids=("big-1",))
+    assert update.to_config()["metadata_json"] == ""
+    assert outcome(materialize_key(world, course["key"], update))["outcome"] == "updated"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata == course
+        assert store.event_payload(ref) is None
+    assert stored_queries(world, course["key"]) == expected_queries(world, course)
+
+
+def test_a_record_no_longer_kept_is_fetched_with_a_warning(world):
+    course = a_course(world)
+    content = [
+        dict(d, title="From the source", modified="2039-01-01T00:00:00Z") if d is course else d
+        for d in world["content"]
+    ]
+    (world["path"] / "content.json").write_text(json.dumps(content))
+    update = ContentUpdate(course["key"], "course", metadata_ref="0" * 64)  # pruned
+    result = materialize_key(world, course["key"], update)
+    assert result.success and outcome(result)["outcome"] == "updated"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata["title"] == "From the source"
+    warnings = [
+        entry.user_message
+        for entry in world["instance"].all_logs(result.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert any("0" * 64 in w and "no longer kept" in w for w in warnings)
+
+
+def test_rejected_update_dead_letter_keeps_its_event_coordinates(world):
+    from catalog_assets.dead_letters import collapse
+    from catalog_assets.events import ContentEvent
+
+    def event(event_id: str, offset: int) -> ContentEvent:
+        return ContentEvent(
+            event_id=event_id,
+            event_type="content.upserted",
+            content_key="edX+Bad",
+            content_type="course",
+            time=datetime(2026, 11, 27, 12, offset % 60),
+            metadata={"key": "edX+Other", "content_type": "course"},
+            source="json",
+            topic="content-metadata-changed",
+            partition=3,
+            offset=offset,
+        )
+
+    (update,) = collapse([event("e-1", 41), event("e-2", 42)])
+    world["instance"].add_dynamic_partitions(CONTENT_KEYS.name, ["edX+Bad"])
+    assert outcome(materialize_key(world, "edX+Bad", update))["outcome"] == "rejected"
+    with open_store(world["store_url"]) as store:
+        (letter,) = store.dead_letters()
+    assert (letter.topic, letter.partition, letter.offset) == ("content-metadata-changed", 3, 42)
+    assert letter.key == b"edX+Bad" and "update rejected" in letter.error
+    assert json.loads(letter.value)["id"] == "e-1,e-2"

@@ -51,6 +51,34 @@ def test_dead_letters_list_and_replay(tmp_path, monkeypatch, capsys):
     assert "events" in capsys.readouterr().out
 
 
+def test_dead_letters_replay_of_unknown_or_replayed_ids_fails_and_replays_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    store_url = f"duckdb:///{tmp_path}/catalog.duckdb"
+    monkeypatch.setenv("CATALOG_STORE_URL", store_url)
+    with open_store(store_url) as store:
+        store.ensure_schema()
+        messages = [RawMessage("events", 0, offset, b"k", b"\xff", None) for offset in (1, 2)]
+        store.add_dead_letters([dead_letter(m, "value is not UTF-8", _now()) for m in messages])
+        waiting, done = (letter.id for letter in store.dead_letters())
+        store.mark_dead_letters_replayed([done], _now())
+
+    assert cli.main(["dead-letters", "replay", "99999"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "catalog-assets dead-letters replay: no dead letter with id 99999\n"
+    assert captured.out == ""
+
+    assert cli.main(["dead-letters", "replay", str(waiting), "424242", "99999", str(done)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "catalog-assets dead-letters replay: no dead letter with id 99999, 424242; "
+        f"dead letter {done} already replayed\n"
+    )
+    assert captured.out == ""  # the known id was not replayed either
+    with open_store(store_url) as store:
+        assert [letter.id for letter in store.dead_letters()] == [waiting]
+
+
 def test_replay_dry_run_prints_the_rewound_cursor(
     kafka_bootstrap, kafka_topic, tmp_path, monkeypatch, capsys
 ):

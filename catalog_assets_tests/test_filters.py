@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog_assets.filters import (
+    MAX_FILTER_BYTES,
+    MAX_FILTER_DEPTH,
     InvalidFilter,
     evaluate,
     match_table,
@@ -163,8 +165,11 @@ RULE_CASES = [
         {"availability": ["Current"]},
         True,
     ),
-    ("NaN equals nothing", {"v": float("nan")}, {"v": float("nan")}, False),
-    ("NaN not-equal everything", {"v__not": float("nan")}, {"v": float("nan")}, True),
+    ("NaN record equals nothing", {"v": 1}, {"v": float("nan")}, False),
+    ("NaN record not-equal everything", {"v__not": 1.5}, {"v": float("nan")}, True),
+    ("NaN filter value invalid", {"v": float("nan")}, {"v": float("nan")}, "error"),
+    ("infinite filter value invalid", {"v__not": [1, -math.inf]}, {}, "error"),
+    ("NaN inside a filter object invalid", {"v": {"a": [math.nan]}}, {}, "error"),
     ("large int exactness", {"v": 2**53 + 1}, {"v": float(2**53)}, False),
     ("negative zero", {"v": -0.0}, {"v": 0}, True),
     # f. not and exclude are inequality
@@ -381,6 +386,107 @@ def test_match_table_does_not_loop_over_pairs_in_python(monkeypatch):
     assert pairs.filter(pl.col("query_id") == "b").height == 10
 
 
+# --- Limits: what the engine cannot evaluate is invalid, never a crash ----------------------
+
+
+def nested(levels: int, leaf: Any = "x") -> Any:
+    """``leaf`` inside ``levels`` arrays, alternating with objects: depth ``levels``."""
+    value = leaf
+    for level in range(levels):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_deeply_nested_value_is_invalid_not_a_recursion_error():
+    poison = {"org": nested(500)}
+    reason = f"key 'org': nested more than {MAX_FILTER_DEPTH} levels deep"
+    with pytest.raises(InvalidFilter, match=reason):
+        validate(poison)
+    with pytest.raises(InvalidFilter, match=reason):
+        matches(poison, {"org": "x"})
+    filters = {"good": {"org": "x"}, "poison": poison}
+    with pytest.raises(InvalidFilter, match=f"catalog query 'poison': .*{reason}") as raised:
+        match_table(filters, [{"content_key": "a", "org": "x"}])
+    assert raised.value.query_id == "poison"
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(InvalidFilter, match="nested more than"):
+        validate({"org": looped})
+
+
+def test_a_poison_filter_is_stored_invalid_and_the_others_still_match():
+    from catalog_assets.refresh import catalog_query_row
+
+    queries = [
+        {"uuid": "poison", "content_filter": {"org": nested(500)}},
+        {"uuid": "nan", "content_filter": {"price__lt": math.nan}},
+        {"uuid": "good", "content_filter": {"org": "edX"}},
+    ]
+    rows = [catalog_query_row(query) for query in queries]
+    assert [(row.uuid, row.is_valid) for row in rows] == [
+        ("poison", False),
+        ("nan", False),
+        ("good", True),
+    ]
+    assert "'org': nested more than" in rows[0].error
+    assert "'price__lt': NaN is not a JSON number" in rows[1].error
+    valid = {row.uuid: json.loads(row.content_filter) for row in rows if row.is_valid}
+    assert match_table(valid, [{"content_key": "a", "org": "edX"}]).rows() == [("good", "a")]
+
+
+def test_deep_but_allowed_values_still_work_through_both_entry_points():
+    deepest = nested(MAX_FILTER_DEPTH - 1)
+    content_filter = {"v": [deepest]}  # depth MAX_FILTER_DEPTH: the array holds the value
+    assert validate(content_filter) == []
+    assert_both(content_filter, {"v": nested(MAX_FILTER_DEPTH - 1)}, True)
+    assert_both(content_filter, {"v": nested(MAX_FILTER_DEPTH - 1, leaf="y")}, False)
+    assert_both({"v__not": [deepest]}, {"v": nested(MAX_FILTER_DEPTH + 5)}, True)
+    assert_both({"v": [[deepest]]}, {"v": [deepest]}, "error")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (math.nan, "NaN"),
+        (math.inf, "Infinity"),
+        ([1, -math.inf], "-Infinity"),
+        ({"a": [{"b": math.nan}]}, "NaN"),
+    ],
+)
+def test_nan_and_infinite_numbers_are_invalid_anywhere_in_a_value(value, shown):
+    for key in ("price", "price__lte", "price__not"):
+        with pytest.raises(InvalidFilter, match=f"key '{key}': {shown} is not a JSON number"):
+            validate({key: value})
+
+
+def test_nan_and_infinity_strings_are_still_numeric_filter_values():
+    assert validate({"p__lt": "NaN", "q__gt": ["inf", "-Infinity"], "r": "NaN"}) == []
+    assert_both({"p__lt": "inf"}, {"p": 1e308}, True)
+
+
+def test_filter_size_limit_counts_canonical_utf8_json():
+    def canonical_size(content_filter: dict[str, Any]) -> int:
+        text = json.dumps(content_filter, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode("utf-8"))
+
+    head = {"org": "edX", "tags__not": ["é"] * 10}
+    room = MAX_FILTER_BYTES - canonical_size({**head, "title": ""})
+    at_limit = {**head, "title": "t" * room}
+    assert canonical_size(at_limit) == MAX_FILTER_BYTES
+    assert validate(at_limit) == []
+    over = {**head, "title": "é" * (room // 2 + 1)}  # two bytes each in UTF-8
+    size = canonical_size(over)
+    assert size > MAX_FILTER_BYTES
+    with pytest.raises(InvalidFilter, match=f"key 'title': the filter is {size} bytes") as raised:
+        matches(over, {})
+    assert f"limit of {MAX_FILTER_BYTES}" in str(raised.value)
+    many_keys = {f"field_{i}": "v" * 100 for i in range(3000)}
+    with pytest.raises(InvalidFilter, match="bytes of JSON"):
+        match_table({"q": many_keys}, [{"content_key": "a"}])
+    with pytest.raises(InvalidFilter, match=f"key 'org': larger than {MAX_FILTER_BYTES} bytes"):
+        validate({"org": [0] * (MAX_FILTER_BYTES + 1)})
+
+
 # --- Property: match_table == matches, pair for pair ----------------------------------------
 
 FIELDS = ["a", "b", "price", "", "status", "org", "aggregation_key"]
@@ -407,12 +513,21 @@ numeric_values = st.one_of(
     st.booleans(),
     st.none(),
 )
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
+
+
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(
         st.lists(inner, max_size=3),
         st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
-    ),
+    )
+
+
+json_values = st.recursive(scalars, _containers, max_leaves=6)
+# Filter values: JSON numbers only (NaN and infinities make a filter invalid; records may hold
+# them), so that most generated filters stay valid.
+filter_json_values = st.recursive(
+    scalars.filter(lambda v: not isinstance(v, float) or math.isfinite(v)),
+    _containers,
     max_leaves=6,
 )
 
@@ -437,7 +552,7 @@ def content_filters(draw) -> dict[str, Any]:
         value = draw(
             st.lists(numeric_pool, max_size=3) | numeric_pool
             if numeric
-            else st.lists(json_values, max_size=3) | json_values
+            else st.lists(filter_json_values, max_size=3) | filter_json_values
         )
         content_filter[field_name + suffix] = value
     return content_filter

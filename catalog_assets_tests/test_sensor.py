@@ -10,15 +10,27 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from catalog_assets.dead_letters import collapse, headers_from_json
-from catalog_assets.event_assets import CONTENT_KEYS, apply_content_events, content_item_job
+from catalog_assets.event_assets import (
+    CONTENT_KEYS,
+    ContentUpdateConfig,
+    apply_content_events,
+    content_item_job,
+)
+from catalog_assets.event_lane import ContentUpdate
 from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
 from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.sources import SampleContentSource
 from catalog_assets.store import open_store
 from sensors.content_events import (
+    EVENT_IDS_LIMIT,
+    INLINE_RECORD_LIMIT,
+    RUN_CONFIG_LIMIT,
+    TICK_INLINE_LIMIT,
     TickLimits,
     build_content_events_sensor,
     evaluate_tick,
     parse_cursor,
+    update_config,
 )
 from sensors.kafka_source import KafkaEventSource
 
@@ -295,3 +307,118 @@ def test_a_topic_that_does_not_answer_keeps_its_offsets(bus):
     bus.publish_json("edX+Still", "still-1")
     result = bus.tick(cursor)
     assert parse_cursor(result.cursor)["vanished-topic"] == {0: 42}
+
+
+def _updates_of(run: dg.RunRequest) -> list[dict]:
+    ops = run.run_config["ops"]
+    if "content_item" in ops:
+        return [ops["content_item"]["config"]["update"]]
+    return ops["apply_content_updates"]["config"]["updates"]
+
+
+def test_large_records_go_by_reference_and_run_config_stays_small(bus, tmp_path):
+    """25 records of ~5 MB once made a tick's run requests ~125 MB, over Dagster's 100 MB gRPC
+    limit: the tick failed on every retry. Now they wait in the store and runs name them."""
+    producer = Producer({"bootstrap.servers": bus.bootstrap, "message.max.bytes": 20_000_000})
+    big = {
+        f"edX+Big{i:02d}": {
+            "key": f"edX+Big{i:02d}",
+            "content_type": "course",
+            "title": f"Big {i}",
+            "description": f'<p>{i} "quoted"</p>' * 250_000,  # 4-5 MB, quotes to escape
+        }
+        for i in range(25)
+    }
+    # Records small enough to go inline, more of them than a tick carries inline in all.
+    medium = {
+        f"edX+Mid{i:03d}": {
+            "key": f"edX+Mid{i:03d}",
+            "content_type": "course",
+            "title": f"Mid {i}",
+            "description": "m" * (INLINE_RECORD_LIMIT - 200),
+        }
+        for i in range(300)
+    }
+    records = {**big, **medium}
+    refused = []
+    for number, (key, record) in enumerate(records.items()):
+        kafka_key, value = encode_json_event(
+            key, "course", event_id=f"r-{number}", metadata=record, time=EPOCH
+        )
+        producer.produce(
+            bus.json_topic,
+            key=kafka_key,
+            value=value,
+            on_delivery=lambda error, _: error and refused.append(error),
+        )
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    assert not refused, f"the broker refused messages of 5 MB: {refused[0]}"
+
+    result = bus.tick()
+    sizes = [len(json.dumps(run.run_config)) for run in result.run_requests]
+    assert len(result.run_requests) > 1 and max(sizes) < RUN_CONFIG_LIMIT
+    # Inline records add up to TICK_INLINE_LIMIT at most (escaped: under twice that).
+    assert sum(sizes) < 2 * TICK_INLINE_LIMIT + 1_000_000
+    updates = {u["content_key"]: u for run in result.run_requests for u in _updates_of(run)}
+    assert set(updates) == set(records)
+    assert all(updates[key]["metadata_ref"] and not updates[key]["metadata_json"] for key in big)
+    inline = [key for key in medium if updates[key]["metadata_json"]]
+    assert 0 < len(inline) < len(medium)  # the rest went by reference too
+    with open_store(bus.store_url) as store:
+        assert store.event_payload(updates["edX+Big03"]["metadata_ref"]) == big["edX+Big03"]
+
+    # The runs apply the full records from the store, then forget them.
+    (empty := tmp_path / "no-content.json").write_text("[]")
+    resources = {
+        "content_source": SampleContentSource(path=str(empty)),
+        "catalog_store": CatalogStoreResource(url=bus.store_url),
+    }
+    bus.instance.add_dynamic_partitions(CONTENT_KEYS.name, sorted(records))
+    for run in result.run_requests:
+        executed = apply_content_events.execute_in_process(
+            run_config=run.run_config, resources=resources, instance=bus.instance
+        )
+        assert executed.success
+    with open_store(bus.store_url) as store:
+        for key in ("edX+Big00", "edX+Big24", inline[0], sorted(set(medium) - set(inline))[0]):
+            assert store.get_content(key).metadata == records[key]
+        assert all(store.event_payload(u["metadata_ref"]) is None for u in updates.values())
+
+
+def test_a_tick_evaluated_again_stores_its_dead_letters_once(bus):
+    bus.publish_raw(b"not json at all", key=b"k")
+    bus.publish_json("edX+Fine", "e-fine")
+    first = bus.tick(None)
+    again = bus.tick(None)  # Dagster did not commit the first: the same tick, evaluated again
+    assert again.cursor == first.cursor
+    with open_store(bus.store_url) as store:
+        (letter,) = store.dead_letters()
+    assert (letter.topic, letter.partition, letter.offset) == (bus.json_topic, 0, 0)
+
+
+def test_an_absurdly_long_key_or_id_is_a_dead_letter(bus):
+    bus.publish_json("edX+" + "K" * 5000, "e-long-key")
+    bus.publish_json("edX+Ok", "i" * 5000)
+    bus.publish_json("edX+Fine", "e-fine")
+    result = bus.tick()
+    assert [run.partition_key for run in result.run_requests] == ["edX+Fine"]
+    with open_store(bus.store_url) as store:
+        dead = store.dead_letters()
+    assert [d.offset for d in dead] == [0, 1]
+    assert "content key of 5004 characters" in dead[0].error
+    assert "event id of 5000 characters" in dead[1].error
+
+
+def test_run_config_carries_the_latest_event_ids_that_fit():
+    ids = tuple(f"event-{i:05d}" for i in range(5000))
+    config = update_config(ContentUpdate("edX+Busy", "course", event_ids=ids))
+    assert len(json.dumps(config["event_ids"])) <= EVENT_IDS_LIMIT
+    assert config["event_ids"] == list(ids[-len(config["event_ids"]) :])
+    assert len(config["event_ids"]) > 500
+
+
+def test_collapse_keeps_the_coordinates_of_the_latest_event():
+    (update,) = collapse([_event("late", 9), _event("early", 1)])
+    assert (update.topic, update.partition, update.offset) == ("t", 0, 9)
+    assert ContentUpdate.from_config(ContentUpdateConfig(**update.to_config())) == update

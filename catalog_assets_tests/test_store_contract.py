@@ -22,6 +22,8 @@ from catalog_assets.store import (
     CatalogStore,
     DeadLetter,
     EnterpriseCatalogRow,
+    StoreSchemaMismatch,
+    StoreUnavailable,
     open_store,
 )
 
@@ -454,7 +456,8 @@ def test_lookups(store: CatalogStore) -> None:
     # A pair whose content row is missing (written before that row existed, say by an older
     # version): lookups still list it, with what little is known.
     store.replace_content_associations("ghost", ["q1"], NOW)
-    store.apply_content_changes([], ["p1"], LATER)
+    # Tombstoned content leaves its catalogs in the same transaction.
+    assert store.apply_content_changes([], ["p1"], LATER).associations_removed == 1
 
     assert store.catalogs_for("a") == [
         {
@@ -484,7 +487,6 @@ def test_lookups(store: CatalogStore) -> None:
     expected = [
         {"content_key": "a", "content_type": "course", "title": "Title of a", "deleted": False},
         {"content_key": "ghost", "content_type": None, "title": None, "deleted": False},
-        {"content_key": "p1", "content_type": "program", "title": None, "deleted": True},
     ]
     assert store.contents_of("q1") == expected
     assert store.contents_of("c1") == expected
@@ -654,3 +656,154 @@ def test_duckdb_waits_for_another_process_to_release_the_file(tmp_path):
     holder.close()
     out, _ = waiter.communicate(timeout=60)
     assert waiter.returncode == 0 and float(out) >= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Data safety: the same behaviour on both backends
+# --------------------------------------------------------------------------------------------
+
+
+def test_tombstoning_removes_the_pairs_in_the_same_transaction(store: CatalogStore) -> None:
+    apply_diff(store, pairs(("q1", "a"), ("q2", "a"), ("q1", "b")), pairs(), NOW)
+    written = store.apply_content_changes([], ["a"], LATER)
+    assert written.tombstoned == ["a"] and written.associations_removed == 2
+    assert sorted_pairs(store.associations()) == [("q1", "b")]
+    # The single-key tombstone (event lane) does the same.
+    assert store.tombstone_content("b", LATER)
+    assert store.associations().height == 0 and store.association_count() == 0
+
+
+def test_nested_store_calls_join_one_transaction(store: CatalogStore) -> None:
+    apply_diff(store, pairs(("q1", "a")), pairs(), NOW)
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.lock_writers()
+        store.apply_content_changes([course("new")], ["a"], LATER)
+        store.replace_content_associations("new", ["q1"], LATER)
+        raise RuntimeError("boom")
+    # Nothing of the block is visible: the inner calls did not commit on their own.
+    assert "new" not in store.content_state()
+    assert store.get_content("a").deleted_at is None
+    assert sorted_pairs(store.associations()) == [("q1", "a")]
+
+
+def test_lock_writers_needs_a_transaction(store: CatalogStore) -> None:
+    with pytest.raises(RuntimeError, match="transaction"):
+        store.lock_writers()
+
+
+@pytest.mark.parametrize(
+    ("query", "catalog", "problem"),
+    [
+        (CatalogQueryRow("q", "nul\x00title", "{}", "h", True), None, "NUL"),
+        (CatalogQueryRow(None, "t", "{}", "h", True), None, "uuid None"),  # type: ignore[arg-type]
+        (CatalogQueryRow("", "t", "{}", "h", True), None, "uuid ''"),
+        (CatalogQueryRow("q", "t", '{"price__gte": NaN}', "h", False), None, "strict JSON"),
+        (CatalogQueryRow("q", "t", "{}", "h", True), EnterpriseCatalogRow("c", "a\x00", None, "q"),
+         "NUL"),
+    ],
+)  # fmt: skip
+def test_query_sync_refuses_values_no_backend_can_keep(
+    store: CatalogStore, query: CatalogQueryRow, catalog: EnterpriseCatalogRow | None, problem: str
+) -> None:
+    store.sync_catalog_queries([CatalogQueryRow("keep", "t", "{}", "h", True)], [], NOW)
+    with pytest.raises(ValueError, match=problem):
+        store.sync_catalog_queries([query], [catalog] if catalog else [], LATER)
+    assert [q.uuid for q in store.catalog_queries()] == ["keep"]  # nothing written
+    assert store.enterprise_catalogs() == []
+
+
+def test_content_with_nul_in_a_key_is_refused_and_nothing_written(store: CatalogStore) -> None:
+    bad = ContentRecord("a\x00b", "course", None, None, {}, None, "h")
+    with pytest.raises(ValueError, match="NUL"):
+        store.apply_content_changes([course("fine"), bad], [], NOW)
+    assert store.content_state() == {}
+
+
+def test_dead_letters_are_stored_once_per_message(store: CatalogStore) -> None:
+    def letter(offset: int | None, key: bytes | None = b"k", error: str = "bad") -> DeadLetter:
+        return DeadLetter("t", 0, offset, key, None, b"v", error, NOW)
+
+    assert store.add_dead_letters([letter(1), letter(1), letter(2)]) == 2
+    # The same tick evaluated again: nothing new. Another key of the same message is new.
+    assert store.add_dead_letters([letter(1), letter(2), letter(2, key=b"other")]) == 1
+    # Letters without coordinates (nothing to tell them apart by) are all kept.
+    assert store.add_dead_letters([letter(None), letter(None)]) == 2
+    # A NUL in the error text is kept, written out, on both backends.
+    assert store.add_dead_letters([letter(9, error="bad \x00 byte")]) == 1
+    assert store.dead_letters()[-1].error == "bad \\x00 byte"
+    assert len(store.dead_letters()) == 6
+    # Replayed, then failing again (say after a sensor replay): open again, with the new error.
+    first = store.dead_letters()[0]
+    store.mark_dead_letters_replayed([first.id], LATER)
+    assert store.add_dead_letters([letter(1, error="bad again")]) == 1
+    reopened = next(d for d in store.dead_letters() if d.id == first.id)
+    assert reopened.error == "bad again" and reopened.replayed_at is None
+    assert len(store.dead_letters(include_replayed=True)) == 6
+
+
+def test_event_payloads_round_trip(store: CatalogStore) -> None:
+    record = {"key": "a", "nested": {"list": [1, 2.5, "x"]}, "text": HOSTILE}
+    store.save_event_payloads({"ref1": ("a", record)}, NOW)
+    store.save_event_payloads({"ref1": ("a", {"key": "other"})}, LATER)  # a ref names its content
+    assert store.event_payload("ref1") == record
+    assert store.event_payload("nope") is None
+    assert store.delete_event_payloads(["ref1", "ref1", "nope"]) == 1
+    assert store.event_payload("ref1") is None
+
+
+def test_a_store_newer_than_the_code_is_refused(store: CatalogStore, store_url: str) -> None:
+    store.check_schema()  # current
+    with store.transaction():
+        store._run(store_sql.INSERT_SCHEMA_VERSION, (store_sql.SCHEMA_VERSION + 1, NOW))
+    with open_store(store_url) as other:
+        with pytest.raises(StoreSchemaMismatch, match="newer than this code knows"):
+            other.ensure_schema()
+        with pytest.raises(StoreSchemaMismatch, match="upgrade catalog-assets"):
+            other.check_schema()
+
+
+def test_an_empty_store_says_to_migrate(store_url: str) -> None:
+    with open_store(store_url) as empty:
+        with pytest.raises(StoreSchemaMismatch, match="catalog-assets migrate"):
+            empty.check_schema()
+        empty.ensure_schema()
+        empty.check_schema()
+        assert empty.schema_version() == store_sql.SCHEMA_VERSION
+
+
+def test_a_current_store_needs_no_ddl_rights(postgres_schema_url: str) -> None:
+    """Lookups and runs against a migrated store work for a role that may not create tables."""
+    with open_store(postgres_schema_url) as owner:
+        owner.ensure_schema()
+        owner.apply_content_changes([course("a")], [], NOW)
+    admin = psycopg2.connect(postgres_schema_url)
+    admin.autocommit = True
+    schema = postgres_schema_url.rsplit("%3D", 1)[1]
+    with admin.cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS catalog_reader")
+        cursor.execute("CREATE ROLE catalog_reader LOGIN")
+        cursor.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO catalog_reader')
+        cursor.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO catalog_reader')
+    reader_url = postgres_schema_url.replace("postgres@", "catalog_reader@", 1)
+    try:
+        with open_store(reader_url) as reader:
+            reader.ensure_schema()  # current: reads the version, runs no DDL
+            reader.check_schema()
+            assert reader.catalogs_for("a") == []
+            assert "a" in reader.content_state()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM catalog_reader')
+            cursor.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM catalog_reader')
+            cursor.execute("DROP ROLE catalog_reader")
+        admin.close()
+
+
+def test_an_unreachable_or_unsupported_store_never_shows_its_password(tmp_path) -> None:
+    with pytest.raises(ValueError) as unsupported:
+        open_store("mysql://admin:hunter2secret@db.example.com/catalog")
+    with pytest.raises(StoreUnavailable) as unreachable:
+        open_store("postgresql://admin:hunter2secret@127.0.0.1:1/catalog")
+    for error in (unsupported.value, unreachable.value):
+        assert "hunter2secret" not in str(error)
+        assert "admin:***@" in str(error)

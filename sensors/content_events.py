@@ -7,6 +7,13 @@ few keys changed, a few batch runs when many did (a run costs seconds to launch;
 applies hundreds of keys in bulk). The cursor (``{topic: {partition: next_offset}}``) moves only
 when Dagster commits the tick with its run requests; run keys are derived from the events, so a
 tick that is evaluated again asks for the same runs and Dagster launches them once.
+
+Dagster sends a tick's run requests in one gRPC message of at most 100 MB; a tick over it fails,
+and fails again on every retry, so the stream stalls. Run config therefore stays small whatever
+the events hold: a large record waits in the store (``event_payload``) and the run config names
+it; records inline add up to at most ``TICK_INLINE_LIMIT``; a batch whose config would exceed
+``RUN_CONFIG_LIMIT`` is split; and each event adds at most a content key and an event id of
+``MAX_ID_LENGTH`` (longer ones are no real ones: their messages become dead letters).
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.content import utcnow
+from catalog_assets.content import content_hash, utcnow
 from catalog_assets.dead_letters import collapse, dead_letter
 from catalog_assets.event_assets import (
     CONTENT_KEYS,
@@ -42,6 +50,17 @@ from catalog_assets.store import DeadLetter
 from sensors.kafka_source import KafkaEventSource, Offsets
 
 SENSOR_NAME = "content_events_sensor"
+
+INLINE_RECORD_LIMIT = 16 * 1024
+"""A record whose JSON is longer goes to the store; the run config carries its ref."""
+TICK_INLINE_LIMIT = 4 * 1024 * 1024
+"""The JSON of all records one tick carries inline; records past it go by ref too."""
+RUN_CONFIG_LIMIT = 1_000_000
+"""The serialized run config one run request may carry; a larger batch is split."""
+EVENT_IDS_LIMIT = 16 * 1024
+"""The JSON of one update's event ids in run config: the latest that fit (run keys use all)."""
+MAX_ID_LENGTH = 1024
+"""Content keys and event ids are far shorter; a message with a longer one is a dead letter."""
 
 
 class TickLimits(dg.ConfigurableResource):
@@ -94,27 +113,92 @@ def _run_key(updates: Sequence[ContentUpdate]) -> str:
     return digest.hexdigest()[:24]
 
 
+def by_reference(
+    updates: Sequence[ContentUpdate],
+) -> tuple[list[ContentUpdate], dict[str, tuple[str, dict]]]:
+    """The updates with large records replaced by refs, and the records to keep under them.
+
+    A record goes by ref when its JSON is over ``INLINE_RECORD_LIMIT``, or when the records
+    inline so far would pass ``TICK_INLINE_LIMIT`` with it.
+    """
+    kept: dict[str, tuple[str, dict]] = {}
+    bounded, inline = [], 0
+    for update in updates:
+        if update.metadata is not None:
+            size = len(json.dumps(update.metadata))  # as ContentUpdate.to_config writes it
+            if size > INLINE_RECORD_LIMIT or inline + size > TICK_INLINE_LIMIT:
+                ref = content_hash(update.metadata)
+                kept[ref] = (update.content_key, update.metadata)
+                update = replace(update, metadata=None, metadata_ref=ref)
+            else:
+                inline += size
+        bounded.append(update)
+    return bounded, kept
+
+
+def update_config(update: ContentUpdate) -> dict[str, Any]:
+    """``update.to_config()`` with only the latest event ids that fit in ``EVENT_IDS_LIMIT``
+    (thousands of events for one key would otherwise make one update too large)."""
+    config = update.to_config()
+    ids, size = [], 2
+    for event_id in reversed(config["event_ids"]):
+        size += len(json.dumps(event_id)) + 2
+        if size > EVENT_IDS_LIMIT:
+            break
+        ids.append(event_id)
+    config["event_ids"] = ids[::-1]
+    return config
+
+
+def _split_by_size(
+    chunk: Sequence[ContentUpdate], configs: Mapping[str, dict[str, Any]]
+) -> list[list[ContentUpdate]]:
+    """``chunk`` in order, cut wherever its run config would pass ``RUN_CONFIG_LIMIT``."""
+    budget = RUN_CONFIG_LIMIT - 1024  # room for the run config around the updates
+    parts: list[list[ContentUpdate]] = [[]]
+    used = 0
+    for update in chunk:
+        size = len(json.dumps(configs[update.content_key])) + 2
+        if parts[-1] and used + size > budget:
+            parts.append([])
+            used = 0
+        parts[-1].append(update)
+        used += size
+    return parts
+
+
 def plan_runs(
     updates: Sequence[ContentUpdate], limits: TickLimits, generation: int = 0
 ) -> list[dg.RunRequest]:
-    """One run per key for a trickle; for a burst, at most ``max_runs`` batch runs."""
+    """One run per key for a trickle; for a burst, at most ``max_runs`` batch runs (more only
+    when their run config would pass ``RUN_CONFIG_LIMIT``).
+
+    Large records must already be refs (``by_reference``); run keys use every event id.
+    """
     replay = f"r{generation}:" if generation else ""
     if not updates:
         return []
+    configs = {update.content_key: update_config(update) for update in updates}
     if len(updates) <= min(limits.single_key_runs_up_to, limits.max_runs):
         return [
             dg.RunRequest(
                 run_key=f"{replay}{update.content_key}:{_run_key([update])}",
                 job_name=content_item_job.name,
                 partition_key=update.content_key,
-                run_config={"ops": {"content_item": {"config": {"update": update.to_config()}}}},
+                run_config={
+                    "ops": {"content_item": {"config": {"update": configs[update.content_key]}}}
+                },
                 tags={"catalog/events": str(len(update.event_ids))},
             )
             for update in updates
         ]
     runs = min(limits.max_runs, math.ceil(len(updates) / limits.max_keys_per_batch))
     size = math.ceil(len(updates) / runs)
-    chunks = [updates[i : i + size] for i in range(0, len(updates), size)]
+    chunks = [
+        part
+        for i in range(0, len(updates), size)
+        for part in _split_by_size(updates[i : i + size], configs)
+    ]
     return [
         dg.RunRequest(
             run_key=f"{replay}batch:{_run_key(chunk)}",
@@ -122,7 +206,7 @@ def plan_runs(
             run_config={
                 "ops": {
                     "apply_content_updates": {
-                        "config": {"updates": [update.to_config() for update in chunk]}
+                        "config": {"updates": [configs[update.content_key] for update in chunk]}
                     }
                 }
             },
@@ -145,10 +229,30 @@ def decode_batch(
     decoded = Decoded([], [])
     for message in messages:
         try:
-            decoded.events.extend(decode(message, registry))
+            events = decode(message, registry)
         except BadEvent as error:
             decoded.dead_letters.append(dead_letter(message, str(error), now))
+            continue
+        too_long = _too_long(events)
+        if too_long:
+            decoded.dead_letters.append(dead_letter(message, too_long, now))
+        else:
+            decoded.events.extend(events)
     return decoded
+
+
+def _too_long(events: Sequence[ContentEvent]) -> str | None:
+    """Why the events cannot go into run config, or None: every event adds its content key and
+    event id there (and the key is a partition key too)."""
+    for event in events:
+        for what, value in (("content key", event.content_key), ("event id", event.event_id)):
+            if len(value) > MAX_ID_LENGTH:
+                return (
+                    f"{what} of {len(value)} characters (more than {MAX_ID_LENGTH}): "
+                    f"{value[:80]!r}... (topic {event.topic!r}, partition {event.partition}, "
+                    f"offset {event.offset})"
+                )
+    return None
 
 
 def evaluate_tick(
@@ -184,20 +288,23 @@ def evaluate_tick(
         decoded = decode_batch(batch.messages, registry, now)
     except SchemaRegistryUnavailable as error:
         return dg.SkipReason(f"schema registry unavailable ({error}); offsets unchanged")
-    if decoded.dead_letters:
+    updates, kept = by_reference(collapse(decoded.events))
+    if decoded.dead_letters or kept:
         with catalog_store.open() as store:  # stored before the cursor moves: never lost
-            store.add_dead_letters(decoded.dead_letters)
-        context.log.warning(
-            f"{len(decoded.dead_letters)} unusable messages kept in event_dead_letter, e.g. "
-            f"{decoded.dead_letters[0].error}"
-        )
-    updates = collapse(decoded.events)
+            stored = store.add_dead_letters(decoded.dead_letters)  # once, however many ticks
+            store.save_event_payloads(kept, now)
+        if decoded.dead_letters:
+            context.log.warning(
+                f"{len(decoded.dead_letters)} unusable messages kept in event_dead_letter "
+                f"({stored} not kept before), e.g. {decoded.dead_letters[0].error}"
+            )
     known = set(context.instance.get_dynamic_partitions(CONTENT_KEYS.name))
     new_keys = sorted({u.content_key for u in updates} - known)
     runs = plan_runs(updates, limits, generation)
     context.log.info(
         f"{len(batch.messages)} messages ({batch.stopped_by}), {len(decoded.events)} events, "
-        f"{len(updates)} content keys, {len(runs)} runs, {len(new_keys)} new partitions{note}"
+        f"{len(updates)} content keys ({len(kept)} records kept in event_payload), "
+        f"{len(runs)} runs, {len(new_keys)} new partitions{note}"
     )
     try:
         source.commit_to_group(batch.next_offsets)
