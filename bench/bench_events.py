@@ -32,9 +32,9 @@ from pathlib import Path
 import psycopg2
 from confluent_kafka import Producer
 
-from catalog_assets.broker import LocalBroker, ensure_topics
-from catalog_assets.events import encode_json_event
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
+from catalog_assets.core.events import encode_json_event
+from catalog_assets.devtools.broker import LocalBroker, ensure_topics
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
 from catalog_assets_tests.postgres_cluster import running_cluster
 

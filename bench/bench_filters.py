@@ -24,9 +24,9 @@ import sys
 import time
 from importlib import metadata
 
-from catalog_assets.content import content_key_of
-from catalog_assets.filters import evaluate, matches
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
+from catalog_assets.core.content import content_key_of
+from catalog_assets.core.filters import evaluate, matches
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 
 
 def peak_rss_gib() -> float:

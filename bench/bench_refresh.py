@@ -26,11 +26,14 @@ from typing import Any
 
 import dagster as dg
 
-from catalog_assets.assets import bulk_assets
-from catalog_assets.content import content_key_of
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
-from catalog_assets.sources import CatalogQuerySource, DiscoveryContentSource
+from catalog_assets.core.content import content_key_of
+from catalog_assets.defs.bulk_assets import bulk_assets
+from catalog_assets.defs.resources import (
+    CatalogQuerySource,
+    CatalogStoreResource,
+    DiscoveryContentSource,
+)
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
 from catalog_assets_tests.fake_discovery import FakeDiscovery
 from catalog_assets_tests.postgres_cluster import running_cluster

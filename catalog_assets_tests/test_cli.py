@@ -7,10 +7,10 @@ import psycopg2
 import pytest
 
 from catalog_assets import cli
-from catalog_assets.broker import BrokerError
-from catalog_assets.discovery import DiscoveryError
+from catalog_assets.core.discovery import DiscoveryError
+from catalog_assets.devtools.broker import BrokerError
 from catalog_assets.store import StoreSchemaMismatch, open_store
-from catalog_assets.store_sql import SCHEMA_VERSION
+from catalog_assets.store.migrations import SCHEMA_VERSION
 
 SECRET_URL = "postgresql://user:hunter2pass@127.0.0.1:1/db"
 """A store URL with a password, on a port where nothing listens."""

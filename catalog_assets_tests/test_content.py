@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from catalog_assets.content import MAX_DOCUMENT_DEPTH, content_key_of, content_record
+from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, content_key_of, content_record
 
 
 def document(**fields: Any) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from catalog_assets import content, sources
-from catalog_assets.content import MAX_DOCUMENT_DEPTH, content_key_of, utcnow
-from catalog_assets.refresh import refresh_content
-from catalog_assets.sources import DiscoveryContentSource, SampleContentSource
+from catalog_assets.core import content, sources
+from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, content_key_of, utcnow
+from catalog_assets.core.refresh import refresh_content
+from catalog_assets.defs.resources import DiscoveryContentSource, SampleContentSource
 from catalog_assets.store import CatalogStore, open_store
 from catalog_assets_tests.fake_discovery import SEARCH_PATH, FakeDiscovery
 from catalog_assets_tests.test_discovery import catalog, course_doc, nested_doc

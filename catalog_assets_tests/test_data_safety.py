@@ -12,20 +12,23 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from catalog_assets import event_lane
-from catalog_assets.content import ContentSnapshot, content_key_of, content_record, utcnow
-from catalog_assets.event_assets import content_item
-from catalog_assets.event_lane import ContentUpdate, apply_updates
-from catalog_assets.refresh import (
+from catalog_assets.core import content_updates as event_lane
+from catalog_assets.core.content import ContentSnapshot, content_key_of, content_record, utcnow
+from catalog_assets.core.content_updates import ContentUpdate, apply_updates
+from catalog_assets.core.refresh import (
     GuardrailTripped,
     catalog_query_row,
     refresh_associations,
     refresh_content,
     sync_catalog_queries,
 )
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
-from catalog_assets.sources import CatalogQueryFile, SampleContentSource
+from catalog_assets.defs.event_assets import content_item
+from catalog_assets.defs.resources import (
+    CatalogQueryFile,
+    CatalogStoreResource,
+    SampleContentSource,
+)
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import CatalogStore, open_store
 from catalog_assets_tests.expected import expected_pairs, valid_filters
 from catalog_assets_tests.fake_discovery import TOKEN_PATH, FakeDiscovery

@@ -10,10 +10,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from catalog_assets import cli, lookup
+from catalog_assets import cli
+from catalog_assets.core import lookup
 from catalog_assets.definitions import defs
-from catalog_assets.resources import DEFAULT_STORE_URL, build_resources
-from catalog_assets.sources import DiscoveryContentSource, SampleContentSource
+from catalog_assets.defs.resources import (
+    DiscoveryContentSource,
+    SampleContentSource,
+    build_resources,
+)
+from catalog_assets.settings import DEFAULT_STORE_URL, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +54,7 @@ def test_definitions_hold_both_lanes_job_schedule_sensor_and_checks(monkeypatch)
 
 
 def test_default_resources_are_embedded():
-    resources = build_resources({})
+    resources = build_resources(Settings.from_env({}))
     assert isinstance(resources["content_source"], SampleContentSource)
     assert resources["catalog_store"].url == DEFAULT_STORE_URL
     assert resources["catalog_query_source"].path == ""
@@ -66,7 +71,7 @@ def test_discovery_resources_read_settings_through_env_vars(monkeypatch):
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    resources = build_resources(env)
+    resources = build_resources(Settings.from_env(env))
     source = resources["content_source"]
     assert isinstance(source, DiscoveryContentSource)
     # Settings stay EnvVar references, resolved by Dagster at run time (secrets never inlined).
@@ -78,7 +83,7 @@ def test_discovery_resources_read_settings_through_env_vars(monkeypatch):
 
 def test_unknown_content_source_is_a_clear_error():
     with pytest.raises(ValueError, match="CONTENT_SOURCE='s3' is not one of sample, discovery"):
-        build_resources({"CONTENT_SOURCE": "s3"})
+        build_resources(Settings.from_env({"CONTENT_SOURCE": "s3"}))
 
 
 OUR_SETTINGS = (

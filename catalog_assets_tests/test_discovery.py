@@ -15,15 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from catalog_assets.content import MAX_DOCUMENT_DEPTH
-from catalog_assets.discovery import (
+from catalog_assets.core.content import MAX_DOCUMENT_DEPTH
+from catalog_assets.core.discovery import (
     DiscoveryClient,
     DiscoveryError,
     UnusableDocument,
     content_key_of,
     document_depth,
 )
-from catalog_assets.redaction import redact
+from catalog_assets.core.redaction import redact
 from catalog_assets_tests.fake_discovery import (
     COURSES_PATH,
     PROGRAMS_PATH,

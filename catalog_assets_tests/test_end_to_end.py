@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from catalog_assets.content import content_key_of
-from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
+from catalog_assets.core.content import content_key_of
+from catalog_assets.core.events import encode_json_event
+from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
 from catalog_assets_tests import expected
 from catalog_assets_tests.expected import valid_filters

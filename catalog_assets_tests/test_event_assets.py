@@ -9,13 +9,16 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
-from catalog_assets.assets import bulk_assets
-from catalog_assets.content import content_key_of
-from catalog_assets.event_assets import CONTENT_KEYS, apply_content_events, content_item
-from catalog_assets.event_lane import ContentUpdate
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sample_data import generate_catalog_queries, generate_content
-from catalog_assets.sources import CatalogQuerySource, SampleContentSource
+from catalog_assets.core.content import content_key_of
+from catalog_assets.core.content_updates import ContentUpdate
+from catalog_assets.defs.bulk_assets import bulk_assets
+from catalog_assets.defs.event_assets import CONTENT_KEYS, apply_content_events, content_item
+from catalog_assets.defs.resources import (
+    CatalogQuerySource,
+    CatalogStoreResource,
+    SampleContentSource,
+)
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
 from catalog_assets_tests import expected
 
@@ -202,8 +205,8 @@ def test_record_and_fetch_in_one_update_keep_the_newer_version(world):
 
 
 def test_dead_letters_replay_once_their_cause_is_fixed(world):
-    from catalog_assets.dead_letters import dead_letter, replay
-    from catalog_assets.events import RawMessage, encode_json_event
+    from catalog_assets.core.dead_letters import dead_letter, replay
+    from catalog_assets.core.events import RawMessage, encode_json_event
 
     course = dict(a_course(world), title="Replayed", modified="2037-01-01T00:00:00Z")
     key, value = encode_json_event(course["key"], "course", metadata=course, event_id="late")
@@ -254,7 +257,7 @@ def test_event_lane_keeps_rows_of_invalid_queries(world):
 
 
 def test_rejected_update_dead_letter_replays_only_once_fixed(world):
-    from catalog_assets.dead_letters import replay
+    from catalog_assets.core.dead_letters import replay
 
     bad = ContentUpdate(
         "edX+Bad", "course", metadata={"key": "edX+Other", "content_type": "course"}
@@ -271,7 +274,7 @@ def test_rejected_update_dead_letter_replays_only_once_fixed(world):
 
 def test_record_kept_in_the_store_is_applied_then_forgotten(world):
     """The sensor keeps a record too large for run config in the store; the run reads it."""
-    from catalog_assets.content import content_hash
+    from catalog_assets.core.content import content_hash
 
     course = dict(a_course(world), title="Kept for the run", modified="2038-01-01T00:00:00Z")
     ref = content_hash(course)
@@ -307,8 +310,8 @@ def test_a_record_no_longer_kept_is_fetched_with_a_warning(world):
 
 
 def test_rejected_update_dead_letter_keeps_its_event_coordinates(world):
-    from catalog_assets.dead_letters import collapse
-    from catalog_assets.events import ContentEvent
+    from catalog_assets.core.dead_letters import collapse
+    from catalog_assets.core.events import ContentEvent
 
     def event(event_id: str, offset: int) -> ContentEvent:
         return ContentEvent(

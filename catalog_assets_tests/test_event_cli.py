@@ -7,8 +7,8 @@ import json
 from confluent_kafka import Consumer, TopicPartition
 
 from catalog_assets import cli
-from catalog_assets.dead_letters import dead_letter
-from catalog_assets.events import RawMessage, decode
+from catalog_assets.core.dead_letters import dead_letter
+from catalog_assets.core.events import RawMessage, decode
 from catalog_assets.store import open_store
 
 

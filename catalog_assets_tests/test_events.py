@@ -13,8 +13,8 @@ import confluent_kafka
 import fastavro
 import pytest
 
-from catalog_assets import events
-from catalog_assets.events import (
+from catalog_assets.core import events
+from catalog_assets.core.events import (
     CATALOG_INFO_CHANGED,
     BadEvent,
     RawMessage,
@@ -22,9 +22,9 @@ from catalog_assets.events import (
     SchemaRegistryUnavailable,
     decode,
     encode_json_event,
-    encode_openedx_catalog_info_changed,
     frame_confluent,
 )
+from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
 
 TOPIC = "content-events"
 PARTITION = 3

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog_assets.filters import (
+from catalog_assets.core.filters import (
     MAX_FILTER_BYTES,
     MAX_FILTER_DEPTH,
     InvalidFilter,
@@ -371,7 +371,7 @@ def test_evaluate_reports_non_numeric_record_values_as_data_warnings():
 
 def test_match_table_does_not_loop_over_pairs_in_python(monkeypatch):
     """The bulk engine must not fall back to the reference per (filter, record) pair."""
-    import catalog_assets.filters as filters_module
+    import catalog_assets.core.filters.rules as filters_module
 
     def forbidden(*args, **kwargs):
         raise AssertionError("match_table called the per-pair reference")
@@ -415,7 +415,7 @@ def test_deeply_nested_value_is_invalid_not_a_recursion_error():
 
 
 def test_a_poison_filter_is_stored_invalid_and_the_others_still_match():
-    from catalog_assets.refresh import catalog_query_row
+    from catalog_assets.core.refresh import catalog_query_row
 
     queries = [
         {"uuid": "poison", "content_filter": {"org": nested(500)}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from catalog_assets.redaction import redact, redact_url, remember_secret
+from catalog_assets.core.redaction import redact, redact_url, remember_secret
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,13 @@
 
 from collections import Counter
 
-from catalog_assets.content import content_key_of
-from catalog_assets.filters import InvalidFilter, match_table, parse
-from catalog_assets.sample_data import (
-    SAMPLE_CONTENT_FILE,
-    SAMPLE_QUERIES_FILE,
+from catalog_assets.core.content import content_key_of
+from catalog_assets.core.filters import InvalidFilter, match_table, parse
+from catalog_assets.core.sources import BUNDLED_CONTENT_FILE, BUNDLED_QUERIES_FILE, load_bundled
+from catalog_assets.devtools.sample_data import (
     bundled_dataset,
     generate_catalog_queries,
     generate_content,
-    load_bundled,
 )
 
 
@@ -25,8 +23,8 @@ def test_same_seed_same_data_and_other_seed_other_data():
 
 def test_bundled_files_are_what_the_generator_makes():
     content, queries = bundled_dataset()
-    assert load_bundled(SAMPLE_CONTENT_FILE) == content
-    assert load_bundled(SAMPLE_QUERIES_FILE) == queries
+    assert load_bundled(BUNDLED_CONTENT_FILE) == content
+    assert load_bundled(BUNDLED_QUERIES_FILE) == queries
     assert 200 <= len(content) <= 1000
     assert 24 <= len(queries["catalog_queries"]) <= 60
 

@@ -9,17 +9,17 @@ import dagster as dg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from catalog_assets.dead_letters import collapse, headers_from_json
-from catalog_assets.event_assets import (
+from catalog_assets.core.content_updates import ContentUpdate
+from catalog_assets.core.dead_letters import collapse, headers_from_json
+from catalog_assets.core.events import encode_json_event
+from catalog_assets.defs.event_assets import (
     CONTENT_KEYS,
     ContentUpdateConfig,
     apply_content_events,
     content_item_job,
 )
-from catalog_assets.event_lane import ContentUpdate
-from catalog_assets.events import encode_json_event, encode_openedx_catalog_info_changed
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sources import SampleContentSource
+from catalog_assets.defs.resources import CatalogStoreResource, SampleContentSource
+from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
 from catalog_assets.store import open_store
 from sensors.content_events import (
     EVENT_IDS_LIMIT,
@@ -231,7 +231,7 @@ def test_offsets_are_mirrored_to_the_consumer_group(bus):
 
 
 def _event(event_id, seconds, deleted=False, metadata=None):
-    from catalog_assets.events import ContentEvent
+    from catalog_assets.core.events import ContentEvent
 
     return ContentEvent(
         event_id=event_id,

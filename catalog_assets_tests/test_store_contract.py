@@ -15,8 +15,7 @@ import polars as pl
 import psycopg2
 import pytest
 
-from catalog_assets import store_sql
-from catalog_assets.content import ContentRecord, content_record
+from catalog_assets.core.content import ContentRecord, content_record
 from catalog_assets.store import (
     CatalogQueryRow,
     CatalogStore,
@@ -24,6 +23,7 @@ from catalog_assets.store import (
     EnterpriseCatalogRow,
     StoreSchemaMismatch,
     StoreUnavailable,
+    migrations,
     open_store,
 )
 
@@ -143,12 +143,12 @@ def test_schema_is_idempotent(store: CatalogStore, store_url: str) -> None:
     store.apply_content_changes([course("a")], [], NOW)
     store.ensure_schema()
     store.ensure_schema()
-    assert store.schema_version() == max(store_sql.MIGRATIONS)
+    assert store.schema_version() == max(migrations.MIGRATIONS)
     assert list(store.content_state()) == ["a"]
     store.close()
     with open_store(store_url) as again:
         again.ensure_schema()
-        assert again.schema_version() == max(store_sql.MIGRATIONS)
+        assert again.schema_version() == max(migrations.MIGRATIONS)
         assert list(again.content_state()) == ["a"]
 
 
@@ -156,7 +156,7 @@ def test_schema_version_before_and_after_ensure_schema(store_url: str) -> None:
     with open_store(store_url) as fresh:
         assert fresh.schema_version() == 0
         fresh.ensure_schema()
-        assert fresh.schema_version() == max(store_sql.MIGRATIONS)
+        assert fresh.schema_version() == max(migrations.MIGRATIONS)
 
 
 def test_open_store_rejects_unknown_urls(tmp_path) -> None:
@@ -754,7 +754,7 @@ def test_event_payloads_round_trip(store: CatalogStore) -> None:
 def test_a_store_newer_than_the_code_is_refused(store: CatalogStore, store_url: str) -> None:
     store.check_schema()  # current
     with store.transaction():
-        store._run(store_sql.INSERT_SCHEMA_VERSION, (store_sql.SCHEMA_VERSION + 1, NOW))
+        store._run(migrations.INSERT_SCHEMA_VERSION, (migrations.SCHEMA_VERSION + 1, NOW))
     with open_store(store_url) as other:
         with pytest.raises(StoreSchemaMismatch, match="newer than this code knows"):
             other.ensure_schema()
@@ -768,7 +768,7 @@ def test_an_empty_store_says_to_migrate(store_url: str) -> None:
             empty.check_schema()
         empty.ensure_schema()
         empty.check_schema()
-        assert empty.schema_version() == store_sql.SCHEMA_VERSION
+        assert empty.schema_version() == migrations.SCHEMA_VERSION
 
 
 def test_a_current_store_needs_no_ddl_rights(postgres_schema_url: str) -> None:

@@ -29,15 +29,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.content import content_hash, utcnow
-from catalog_assets.dead_letters import collapse, dead_letter
-from catalog_assets.event_assets import (
-    CONTENT_KEYS,
-    apply_content_events,
-    content_item_job,
-)
-from catalog_assets.event_lane import ContentUpdate
-from catalog_assets.events import (
+from catalog_assets.core.content import content_hash, utcnow
+from catalog_assets.core.content_updates import ContentUpdate
+from catalog_assets.core.dead_letters import collapse, dead_letter
+from catalog_assets.core.events import (
     BadEvent,
     ContentEvent,
     RawMessage,
@@ -45,7 +40,13 @@ from catalog_assets.events import (
     SchemaRegistryUnavailable,
     decode,
 )
-from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.defs.event_assets import (
+    CONTENT_KEYS,
+    apply_content_events,
+    content_item_job,
+)
+from catalog_assets.defs.resources import CatalogStoreResource
+from catalog_assets.settings import Settings
 from catalog_assets.store import DeadLetter
 from sensors.kafka_source import KafkaEventSource, Offsets
 
@@ -342,32 +343,32 @@ def build_content_events_sensor(enabled: bool, interval_seconds: int = 5) -> dg.
     return content_events_sensor
 
 
-def build_event_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
-    """The sensor's resources for the environment ``env`` (read when definitions load)."""
-    source_settings = {
-        "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
-        "topics": "KAFKA_CONTENT_TOPICS",
-        "schema_registry_url": "KAFKA_SCHEMA_REGISTRY_URL",
-        "consumer_group": "KAFKA_CONSUMER_GROUP",
-        "start_from": "KAFKA_START_FROM",
-        "security_protocol": "KAFKA_SECURITY_PROTOCOL",
-        "sasl_mechanism": "KAFKA_SASL_MECHANISM",
-        "sasl_username": "KAFKA_SASL_USERNAME",
-        "sasl_password": "KAFKA_SASL_PASSWORD",
-    }
+SOURCE_SETTINGS = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "topics": "KAFKA_CONTENT_TOPICS",
+    "schema_registry_url": "KAFKA_SCHEMA_REGISTRY_URL",
+    "consumer_group": "KAFKA_CONSUMER_GROUP",
+    "start_from": "KAFKA_START_FROM",
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME",
+    "sasl_password": "KAFKA_SASL_PASSWORD",
+}
+"""``KafkaEventSource`` field -> environment variable (see ``catalog_assets.settings``)."""
+
+
+def build_event_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The sensor's resources for the environment (read when definitions load)."""
     source = KafkaEventSource(
-        **{field: dg.EnvVar(name) for field, name in source_settings.items() if env.get(name)}
-    )
-    limit_settings = {
-        "max_messages": "KAFKA_MAX_MESSAGES_PER_TICK",
-        "max_seconds": "KAFKA_MAX_SECONDS_PER_TICK",
-        "max_runs": "KAFKA_MAX_RUNS_PER_TICK",
-    }
-    limits = TickLimits(
         **{
-            field: (float if field == "max_seconds" else int)(env[name])
-            for field, name in limit_settings.items()
-            if env.get(name)
+            field: dg.EnvVar(name)
+            for field, name in SOURCE_SETTINGS.items()
+            if settings.is_set(name)
         }
+    )
+    limits = TickLimits(
+        max_messages=settings.max_messages_per_tick,
+        max_seconds=settings.max_seconds_per_tick,
+        max_runs=settings.max_runs_per_tick,
     )
     return {"content_events": source, "tick_limits": limits}

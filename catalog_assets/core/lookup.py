@@ -6,19 +6,17 @@ the catalog store named by ``CATALOG_STORE_URL`` (default: the embedded DuckDB f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from catalog_assets.settings import Settings
 from catalog_assets.store import open_store
 
 
-def store_url(env: Mapping[str, str] = os.environ) -> str:
-    """The environment's catalog store, exactly as the Dagster definitions resolve it."""
-    from catalog_assets.resources import build_resources
-
-    url = build_resources(env)["catalog_store"].process_config_and_initialize().url
+def store_url(env: Mapping[str, str] | None = None) -> str:
+    """The environment's catalog store (``CATALOG_STORE_URL``), as the definitions use it."""
+    url = Settings.from_env(env).store_url
     path = url.removeprefix("duckdb:///")
     if url.startswith("duckdb:///") and path != ":memory:" and not Path(path).exists():
         raise FileNotFoundError(

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from catalog_assets.content import content_record, parse_modified
-from catalog_assets.filters import evaluate
-from catalog_assets.refresh import RECORD_KEY, usable_filters
-from catalog_assets.sources import ContentSource
+from catalog_assets.core.content import content_record, parse_modified
+from catalog_assets.core.filters import evaluate
+from catalog_assets.core.refresh import RECORD_KEY, usable_filters
+from catalog_assets.core.sources import ContentSource
 from catalog_assets.store import CatalogStore
 
 
@@ -47,7 +47,7 @@ class ContentUpdate:
         """The run-config form (``ContentUpdateConfig``): JSON-friendly values only."""
         return {
             "content_key": self.content_key,
-            "content_type": self.content_type or "",
+            "content_type": str(self.content_type or ""),
             "deleted": self.deleted,
             "time": self.time.isoformat() if self.time else "",
             "metadata_json": json.dumps(self.metadata) if self.metadata is not None else "",

@@ -6,7 +6,7 @@ like enterprise-catalog's, with the filter shapes real catalogs use. The same se
 the same data, so the bundled default dataset, tests and benchmarks are reproducible.
 
 The bundled dataset lives in ``catalog_assets/data/`` and is regenerated with
-``python -m catalog_assets.sample_data``.
+``python -m catalog_assets.devtools.sample_data``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from catalog_assets.core.sources import BUNDLED_CONTENT_FILE, BUNDLED_QUERIES_FILE
 
 BUNDLED_SEED = 2026
 BUNDLED_RECORDS = 400
 BUNDLED_QUERIES = 36
-DATA_PACKAGE = "catalog_assets.data"
-SAMPLE_CONTENT_FILE = "sample_content.json"
-SAMPLE_QUERIES_FILE = "sample_catalog_queries.json"
 
 PARTNERS = ("edx", "edx", "edx", "2u")
 ORGS = ("MITx", "HarvardX", "edX", "StellenboschX", "DelftX", "UQx", "IBM", "Microsoft", "UCx")
@@ -371,15 +369,10 @@ def bundled_dataset() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, An
     return content, generate_catalog_queries(BUNDLED_QUERIES, content, BUNDLED_SEED, invalid=1)
 
 
-def load_bundled(name: str) -> Any:
-    """Read one of the bundled JSON files, keeping object key order."""
-    return json.loads(resources.files(DATA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
-
-
 def write_bundled(folder: Path) -> None:
     content, queries = bundled_dataset()
     folder.mkdir(parents=True, exist_ok=True)
-    for name, payload in ((SAMPLE_CONTENT_FILE, content), (SAMPLE_QUERIES_FILE, queries)):
+    for name, payload in ((BUNDLED_CONTENT_FILE, content), (BUNDLED_QUERIES_FILE, queries)):
         text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
         (folder / name).write_text(text, encoding="utf-8")
 

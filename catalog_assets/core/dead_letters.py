@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from catalog_assets.event_lane import ContentUpdate, apply_updates
-from catalog_assets.events import BadEvent, ContentEvent, RawMessage, SchemaRegistry, decode
-from catalog_assets.sources import ContentSource
+from catalog_assets.core.content_updates import ContentUpdate, apply_updates
+from catalog_assets.core.events import BadEvent, ContentEvent, RawMessage, SchemaRegistry, decode
+from catalog_assets.core.sources import ContentSource
 from catalog_assets.store import CatalogStore, DeadLetter
 
 

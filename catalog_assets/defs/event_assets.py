@@ -13,11 +13,10 @@ from dataclasses import replace
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.content import utcnow
-from catalog_assets.event_lane import AppliedUpdate, ContentUpdate, apply_updates
-from catalog_assets.events import encode_json_event
-from catalog_assets.resources import CatalogStoreResource
-from catalog_assets.sources import ContentSource
+from catalog_assets.core.content import utcnow
+from catalog_assets.core.content_updates import AppliedUpdate, ContentUpdate, apply_updates
+from catalog_assets.core.events import encode_json_event
+from catalog_assets.defs.resources import CatalogStoreResource, ContentSourceResource
 from catalog_assets.store import CatalogStore, DeadLetter
 
 CONTENT_KEYS = dg.DynamicPartitionsDefinition(name="content_keys")
@@ -82,7 +81,7 @@ def _resolve(update: ContentUpdate, store: CatalogStore, log: logging.Logger) ->
 
 def _apply(
     updates: list[ContentUpdate],
-    source: ContentSource,
+    source: ContentSourceResource,
     catalog_store: CatalogStoreResource,
     log: logging.Logger,
 ) -> list[AppliedUpdate]:
@@ -143,7 +142,7 @@ EVENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONE
 def content_item(
     context: dg.AssetExecutionContext,
     config: ContentItemConfig,
-    content_source: ContentSource,
+    content_source: ContentSourceResource,
     catalog_store: CatalogStoreResource,
 ) -> dg.MaterializeResult:
     """One content key: its record upserted or tombstoned, and its catalog memberships."""
@@ -164,7 +163,7 @@ def content_item(
 def apply_content_updates(
     context: dg.OpExecutionContext,
     config: ContentBatchConfig,
-    content_source: ContentSource,
+    content_source: ContentSourceResource,
     catalog_store: CatalogStoreResource,
 ):
     """Apply a batch of content updates in bulk; record each key's partition materialization."""

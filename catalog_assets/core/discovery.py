@@ -27,9 +27,9 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from catalog_assets import content
-from catalog_assets.content import MAX_DOCUMENT_DEPTH, RejectedDocument
-from catalog_assets.redaction import redact, remember_secret
+from catalog_assets.core import content
+from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, RejectedDocument
+from catalog_assets.core.redaction import redact, remember_secret
 
 __all__ = [
     "DiscoveryClient",

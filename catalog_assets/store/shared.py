@@ -1,376 +1,37 @@
-"""The catalog store: one interface, two backends.
+"""Everything the SQL backends share: the store's behaviour written once over a few primitives
+(run a statement, fetch rows, bulk-load a staging table) that each backend supplies.
 
-DuckDB (an embedded file) is the default, PostgreSQL the production backend. The tables are the
-product's interface for downstream services, so their names and columns are fixed.
-
-Both backends share the SQL, all of it in store_sql.py. It is written with `?` placeholders;
-the PostgreSQL backend turns them into psycopg2's `%s`. Values are always bound, never formatted
-into SQL. Bulk data goes through a temporary staging table that each backend fills its fastest
-way (DuckDB scans the polars frame through the Arrow C stream interface, PostgreSQL takes a CSV
-`COPY`), followed by one set-based statement over the staging table. (DuckDB removes rows from
-an index one at a time, so removing a large part of the associations rebuilds that table.)
-
-Timestamps are naive UTC in both backends.
+Longer than most modules, on purpose: it is one class, and each method is one store operation
+whose SQL lives in ``sql.py``; splitting it would scatter the contract it implements.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime
-from functools import cache
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import polars as pl
 
-from catalog_assets import store_sql
-from catalog_assets.content import ContentRecord, canonical_json, naive_utc, utcnow
-from catalog_assets.redaction import redact, redact_url
-
-# --------------------------------------------------------------------------------------------
-# Row types
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContentState:
-    """What a full crawl needs to know about a stored content row to diff against it."""
-
-    content_hash: str
-    source_modified: datetime | None
-    deleted: bool
-    content_type: str = ""
-
-
-@dataclass(frozen=True)
-class StoredContent:
-    """A `content_metadata` row, its JSON parsed."""
-
-    content_key: str
-    content_type: str
-    parent_content_key: str | None
-    content_uuid: str | None
-    metadata: dict
-    source_modified: datetime | None
-    content_hash: str
-    updated_at: datetime
-    deleted_at: datetime | None
-
-
-@dataclass
-class ContentWriteResult:
-    """The content keys of one `apply_content_changes`, by what happened to them."""
-
-    inserted: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-    tombstoned: list[str] = field(default_factory=list)
-    associations_removed: int = 0  # the pairs of the tombstoned keys, removed with them
-
-
-@dataclass(frozen=True)
-class CatalogQueryRow:
-    """A `catalog_query` row. `content_filter` is JSON text kept exactly as given."""
-
-    uuid: str
-    title: str | None
-    content_filter: str
-    filter_hash: str
-    is_valid: bool
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-    updated_at: datetime | None = None  # set by the store; ignored on input
-
-
-@dataclass(frozen=True)
-class EnterpriseCatalogRow:
-    """An `enterprise_catalog` row."""
-
-    uuid: str
-    title: str | None
-    enterprise_uuid: str | None
-    catalog_query_uuid: str | None
-
-
-@dataclass
-class QuerySyncResult:
-    """The catalog query uuids of one `sync_catalog_queries`, by what happened to them."""
-
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event that could not be processed, its key and value kept as the raw bytes received.
-
-    `headers` is JSON text (the caller encodes the message headers); `id` is set by the store.
-    """
-
-    topic: str | None
-    partition: int | None
-    offset: int | None
-    key: bytes | None
-    headers: str | None
-    value: bytes | None
-    error: str
-    received_at: datetime
-    replayed_at: datetime | None = None
-    id: int | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# The interface
-# --------------------------------------------------------------------------------------------
-
-
-class CatalogStore(ABC):
-    """The catalog tables, behind the same methods on every backend. A context manager."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @abstractmethod
-    def close(self) -> None:
-        """Close the connection."""
-
-    @abstractmethod
-    def ensure_schema(self) -> None:
-        """Create the tables, or bring them up to the current schema version. Idempotent, and
-        free of DDL when the store is current; raises `StoreSchemaMismatch` for a newer store."""
-
-    @abstractmethod
-    def check_schema(self) -> None:
-        """Raise `StoreSchemaMismatch` unless the store is at this code's schema version.
-
-        Read-only (no DDL): for lookups, which must not need the rights to migrate."""
-
-    @abstractmethod
-    def schema_version(self) -> int:
-        """The highest schema version applied, 0 when none is."""
-
-    @abstractmethod
-    def transaction(self) -> Any:
-        """A context manager: everything the store does inside it is one transaction.
-
-        Store methods called inside it join it (they nest), so several writes become visible
-        together or not at all."""
-
-    @abstractmethod
-    def lock_writers(self) -> None:
-        """Inside `transaction()`: wait until no other association writer holds the lock, and
-        hold it until the transaction ends.
-
-        The full refresh's association step and the event lane's applies each read content and
-        write associations; serialised, neither can write pairs computed from what the other
-        changed in the meantime. (PostgreSQL: an advisory transaction lock; DuckDB allows one
-        process per file, which serialises them already.)"""
-
-    # Content ------------------------------------------------------------------------------
-
-    @abstractmethod
-    def content_state(self) -> dict[str, ContentState]:
-        """Every content row's hash, source modified time and whether it is tombstoned."""
-
-    @abstractmethod
-    def apply_content_changes(
-        self,
-        upserts: Sequence[ContentRecord],
-        tombstones: Sequence[str],
-        now: datetime,
-        unchanged_since: datetime | None = None,
-    ) -> ContentWriteResult:
-        """Upsert records and tombstone keys, in one transaction.
-
-        A tombstone applies only to a row not written since ``unchanged_since`` (default:
-        ``now``): a full crawl that started before another writer (the event lane) inserted or
-        updated a record must not tombstone it for being absent from the crawl.
-
-        An upsert is `stale` (skipped) when its source_modified is older than the stored one,
-        `unchanged` (skipped) when its hash equals the stored hash of a live row, else written,
-        which brings a tombstoned row back to life. A tombstone marks a live row deleted.
-        A key given more than once as an upsert counts once (its newest record is written);
-        a key may not be both upserted and tombstoned. A tombstoned key loses its
-        `catalog_query_content` rows in the same transaction.
-        """
-
-    @abstractmethod
-    def tombstone_content(
-        self, key: str, now: datetime, source_modified: datetime | None = None
-    ) -> bool:
-        """Tombstone one live row unless the stored row is newer than `source_modified`.
-
-        `source_modified`, when given, is recorded, so that an older record arriving later is
-        stale rather than a resurrection. True when the row was tombstoned; its
-        `catalog_query_content` rows go in the same transaction.
-        """
-
-    @abstractmethod
-    def live_content(self) -> list[tuple[str, dict]]:
-        """(content_key, metadata) of every row that is not tombstoned, ordered by key."""
-
-    @abstractmethod
-    def get_content(self, key: str) -> StoredContent | None:
-        """One content row, tombstoned or not."""
-
-    # Catalog queries ---------------------------------------------------------------------
-
-    @abstractmethod
-    def sync_catalog_queries(
-        self,
-        queries: Sequence[CatalogQueryRow],
-        catalogs: Sequence[EnterpriseCatalogRow],
-        now: datetime,
-    ) -> QuerySyncResult:
-        """Make the queries and enterprise catalogs exactly the given sets, in one transaction.
-
-        Queries that are gone lose their catalog_query_content rows too. Refuses (ValueError,
-        nothing written) a uuid that is not a non-empty string, a NUL character in any text
-        (PostgreSQL cannot store one) and a `content_filter` that is not strict JSON.
-        """
-
-    @abstractmethod
-    def catalog_queries(self) -> list[CatalogQueryRow]:
-        """Every catalog query, ordered by uuid."""
-
-    @abstractmethod
-    def enterprise_catalogs(self) -> list[EnterpriseCatalogRow]:
-        """Every enterprise catalog, ordered by uuid."""
-
-    # Associations ------------------------------------------------------------------------
-
-    @abstractmethod
-    def associations(self) -> pl.DataFrame:
-        """Every (catalog_query_uuid, content_key) pair, in no particular order."""
-
-    @abstractmethod
-    def apply_association_diff(
-        self,
-        adds: pl.DataFrame,
-        removes: pl.DataFrame,
-        now: datetime,
-        applied_filters: Mapping[str, str] | None = None,
-    ) -> tuple[int, int]:
-        """Delete the `removes` pairs, then insert the `adds` pairs that are not there yet
-        (and whose content is live).
-
-        One transaction, which also records `applied_filters` (query uuid -> filter hash the
-        query's associations now reflect; see `applied_filters`). Returns the numbers of rows
-        actually added and removed.
-        """
-
-    @abstractmethod
-    def association_count(self) -> int:
-        """How many (catalog query, content) pairs the store holds."""
-
-    @abstractmethod
-    def applied_filters(self) -> dict[str, str]:
-        """Query uuid -> hash of the filter its associations were last computed with."""
-
-    @abstractmethod
-    def associations_of(self, content_key: str) -> dict[str, datetime]:
-        """The catalog queries of one content key, each with the time its row was added."""
-
-    @abstractmethod
-    def replace_content_associations(
-        self, content_key: str, query_uuids: Sequence[str], now: datetime
-    ) -> tuple[int, int]:
-        """Make one content key's queries exactly `query_uuids`; returns (added, removed)."""
-
-    # Lookups -----------------------------------------------------------------------------
-
-    @abstractmethod
-    def catalogs_for(self, content_key: str) -> list[dict[str, Any]]:
-        """The catalog queries that contain a key, with their enterprise catalogs.
-
-        Keys: catalog_uuid, catalog_title, enterprise_uuid, catalog_query_uuid,
-        catalog_query_title; the catalog fields are None for a query that no catalog uses.
-        """
-
-    @abstractmethod
-    def contents_of(self, uuid: str) -> list[dict[str, Any]]:
-        """The content of a catalog query, or of an enterprise catalog through its query.
-
-        Keys: content_key, content_type, title, deleted (content_type and title are None for
-        a key that has no content row).
-        """
-
-    # Dead letters ------------------------------------------------------------------------
-
-    @abstractmethod
-    def add_dead_letters(self, rows: Sequence[DeadLetter]) -> int:
-        """Store events that failed; returns how many were stored.
-
-        A letter with a topic, partition and offset is stored once: the same message (and key)
-        given again, say by a sensor tick that is evaluated twice, is skipped, unless its
-        letter was replayed since, which opens it again with the new error."""
-
-    @abstractmethod
-    def dead_letters(self, include_replayed: bool = False) -> list[DeadLetter]:
-        """Stored dead letters, oldest first."""
-
-    @abstractmethod
-    def mark_dead_letters_replayed(self, ids: Iterable[int], now: datetime) -> int:
-        """Mark dead letters replayed; returns how many were not marked before."""
-
-    # Event records waiting for their run ---------------------------------------------------
-
-    @abstractmethod
-    def save_event_payloads(self, payloads: Mapping[str, tuple[str, dict]], now: datetime) -> None:
-        """Keep records that are too large for run config: ``{ref: (content_key, metadata)}``.
-
-        Idempotent: a ref already kept is left as it is (a ref names its content)."""
-
-    @abstractmethod
-    def event_payload(self, ref: str) -> dict | None:
-        """The record kept under `ref`, or None."""
-
-    @abstractmethod
-    def delete_event_payloads(self, refs: Iterable[str]) -> int:
-        """Forget kept records once applied; returns how many went."""
-
-
-class StoreUnavailable(RuntimeError):
-    """The store's server cannot be reached (a transient failure: retry)."""
-
-
-class StoreSchemaMismatch(RuntimeError):
-    """The store's schema version is not the one this code works with; the message says what
-    to do (migrate, or upgrade catalog-assets)."""
-
-
-def open_store(url: str) -> CatalogStore:
-    """A store for `duckdb:///<path>` (or `duckdb:///:memory:`) or `postgresql://...`.
-
-    The schema is not created here: call `ensure_schema()`.
-    """
-    if url.startswith("duckdb:///"):
-        path = url.removeprefix("duckdb:///")
-        if not path:
-            raise ValueError(f"no database path in {url!r}; use duckdb:///<path>")
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return DuckDBCatalogStore(path)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresCatalogStore(url)
-    raise ValueError(
-        f"unsupported store url {redact_url(url)!r}: use duckdb:///<path> or postgresql://..."
-    )
-
+from catalog_assets.core.content import ContentRecord, canonical_json, naive_utc, utcnow
+from catalog_assets.store import migrations
+from catalog_assets.store import sql as store_sql
+from catalog_assets.store.base import (
+    CatalogQueryRow,
+    CatalogStore,
+    ContentState,
+    ContentWriteResult,
+    DeadLetter,
+    EnterpriseCatalogRow,
+    QuerySyncResult,
+    StoredContent,
+    StoreSchemaMismatch,
+)
 
 # --------------------------------------------------------------------------------------------
 # The shared implementation
@@ -469,17 +130,17 @@ class SqlCatalogStore(CatalogStore):
             return  # current: no DDL, no lock
         with self.transaction():
             self._lock_schema()
-            self._run(store_sql.CREATE_SCHEMA_VERSION)
-            applied = {row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)}
-            if max(applied, default=0) > store_sql.SCHEMA_VERSION:
+            self._run(migrations.CREATE_SCHEMA_VERSION)
+            applied = {row[0] for row in self._rows(migrations.SELECT_SCHEMA_VERSIONS)}
+            if max(applied, default=0) > migrations.SCHEMA_VERSION:
                 raise StoreSchemaMismatch(_schema_problem(max(applied)))
-            for version in sorted(store_sql.MIGRATIONS):
+            for version in sorted(migrations.MIGRATIONS):
                 if version in applied:
                     continue
                 extra = self._EXTRA_MIGRATIONS.get(version, ())
-                for statement in store_sql.MIGRATIONS[version] + extra:
+                for statement in migrations.MIGRATIONS[version] + extra:
                     self._run(statement)
-                self._run(store_sql.INSERT_SCHEMA_VERSION, (version, utcnow()))
+                self._run(migrations.INSERT_SCHEMA_VERSION, (version, utcnow()))
 
     def check_schema(self) -> None:
         problem = _schema_problem(self.schema_version())
@@ -488,9 +149,9 @@ class SqlCatalogStore(CatalogStore):
 
     def schema_version(self) -> int:
         with self.transaction():
-            if not self._rows(store_sql.SCHEMA_VERSION_TABLE_EXISTS)[0][0]:
+            if not self._rows(migrations.SCHEMA_VERSION_TABLE_EXISTS)[0][0]:
                 return 0
-            return max((row[0] for row in self._rows(store_sql.SELECT_SCHEMA_VERSIONS)), default=0)
+            return max((row[0] for row in self._rows(migrations.SELECT_SCHEMA_VERSIONS)), default=0)
 
     # Content ------------------------------------------------------------------------------
 
@@ -853,213 +514,6 @@ class SqlCatalogStore(CatalogStore):
 
 
 # --------------------------------------------------------------------------------------------
-# DuckDB
-# --------------------------------------------------------------------------------------------
-
-
-class DuckDBCatalogStore(SqlCatalogStore):
-    """An embedded DuckDB file (or `:memory:`), through one connection: one writer per file."""
-
-    # At least this many removes, and at least a tenth of the table, rebuild the table.
-    REBUILD_MIN_REMOVES = 20_000
-
-    # DuckDB lets one process open a file at a time; another run (an event-lane run next to a
-    # refresh) waits its turn for up to this long rather than failing at once.
-    LOCK_WAIT_SECONDS = 120.0
-
-    def __init__(self, path: str) -> None:
-        import duckdb
-
-        self.path = path
-        deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
-        while True:
-            try:
-                self._con = duckdb.connect(path)
-                return
-            except duckdb.IOException as error:
-                if "lock" not in str(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def close(self) -> None:
-        self._con.close()
-
-    @contextmanager
-    def _begin(self) -> Iterator[None]:
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            with suppress(Exception):  # keep the error that failed the transaction
-                self._con.execute("ROLLBACK")
-            raise
-        try:
-            self._con.execute("COMMIT")
-        except Exception:
-            # A failed commit has already rolled the transaction back; make sure of it.
-            with suppress(Exception):
-                self._con.execute("ROLLBACK")
-            raise
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._con.execute(sql, list(params))
-
-    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._con.executemany(sql, [list(row) for row in rows])
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        # duckdb 2.0 results stream: fetch everything before the next statement runs.
-        return self._con.execute(sql, list(params)).fetchall()
-
-    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
-        rows = self._con.execute(sql, list(params)).fetchall()
-        return int(rows[0][0]) if rows else 0
-
-    def _load_stage(self, table: str, frame: pl.DataFrame) -> None:
-        # Through the Arrow PyCapsule interface: a polars frame is scanned where it lives, and
-        # neither pyarrow nor SQL text is needed. Columns go in by position.
-        self._con.from_arrow(frame.__arrow_c_stream__()).insert_into(table)
-
-    def _remove_staged_pairs(self, staged: int) -> int:
-        # DuckDB deletes from an ART index (the primary key) row by row, about 13 µs a row, while
-        # building the table afresh costs about a tenth of that per kept row: a large removal
-        # rebuilds the table from the rows that stay, with the table's own current definition.
-        total = self._rows(store_sql.DUCK_COUNT_PAIRS)[0][0]
-        if staged < self.REBUILD_MIN_REMOVES or staged * 10 < total:
-            return self._count(store_sql.DELETE_STAGED_REMOVES)
-        table_ddl = [row[0] for row in self._rows(store_sql.DUCK_PAIRS_TABLE_DDL)]
-        index_ddl = [row[0] for row in self._rows(store_sql.DUCK_PAIRS_INDEX_DDL)]
-        if len(table_ddl) != 1:
-            return self._count(store_sql.DELETE_STAGED_REMOVES)
-        self._run(store_sql.DUCK_DROP_KEEP_PAIRS)
-        self._run(store_sql.DUCK_KEEP_PAIRS)
-        kept = self._rows(store_sql.DUCK_COUNT_KEEP_PAIRS)[0][0]
-        self._run(store_sql.DUCK_DROP_PAIRS)
-        for statement in table_ddl + index_ddl:
-            self._run(statement)
-        self._run(store_sql.DUCK_RESTORE_PAIRS)
-        self._run(store_sql.DUCK_DROP_KEEP_PAIRS)
-        return total - kept
-
-    def _lock_schema(self) -> None:
-        """One writer per file: nothing to serialise."""
-
-    def _lock_writers(self) -> None:
-        """One process per file: nothing to serialise."""
-
-    def _bytes(self, value: Any) -> bytes | None:
-        return None if value is None else bytes(value)
-
-    def associations(self) -> pl.DataFrame:
-        with self.transaction():
-            # The relation exports an Arrow C stream that polars reads directly (duckdb 2.0's
-            # `.pl()` needs pyarrow, which this project does not depend on).
-            frame = pl.DataFrame(self._con.sql(store_sql.SELECT_ASSOCIATIONS))
-        return frame.cast(store_sql.PAIRS_FRAME) if frame.width else _empty_pairs()
-
-
-# --------------------------------------------------------------------------------------------
-# PostgreSQL
-# --------------------------------------------------------------------------------------------
-
-_PG_BULK_ROWS = 50_000  # a staged frame this large gets statistics and more work_mem
-# Advisory lock keys: any constants shared by every catalog-assets process.
-_PG_SCHEMA_LOCK_KEY = 0x0CA7A106
-_PG_WRITER_LOCK_KEY = 0x0CA7A107
-
-
-@cache
-def _pg(sql: str) -> str:
-    """`?` placeholders as psycopg2's `%s`."""
-    if "%" in sql:
-        raise ValueError("shared SQL must not contain '%'")
-    return sql.replace("?", "%s")
-
-
-class PostgresCatalogStore(SqlCatalogStore):
-    """PostgreSQL through one psycopg2 connection; autocommit off, one `with conn:` per call."""
-
-    _EXTRA_MIGRATIONS = store_sql.PG_EXTRA_MIGRATIONS
-
-    def __init__(self, url: str) -> None:
-        import psycopg2
-
-        self.url = url
-        try:
-            self._conn = psycopg2.connect(url)
-        except psycopg2.OperationalError as error:
-            # psycopg2 names the host, never the password; redact anyway, and say which store.
-            raise StoreUnavailable(
-                f"cannot connect to the catalog store {redact_url(url)}: {redact(error)}"
-            ) from None
-        self._conn.autocommit = False
-        self._cur = self._conn.cursor()
-
-    def close(self) -> None:
-        if not self._conn.closed:
-            self._cur.close()
-            self._conn.close()
-
-    @contextmanager
-    def _begin(self) -> Iterator[None]:
-        with self._conn:
-            yield
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._cur.execute(_pg(sql), tuple(params))
-
-    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(_pg(sql), [tuple(row) for row in rows])
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        self._cur.execute(_pg(sql), tuple(params))
-        return self._cur.fetchall()
-
-    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self._cur.execute(_pg(sql), tuple(params))
-        return self._cur.rowcount
-
-    def _load_stage(self, table: str, frame: pl.DataFrame) -> None:
-        from psycopg2 import sql as pgsql
-
-        # CSV with every non-numeric value quoted: an empty string is "" and a null is nothing,
-        # which is how COPY tells them apart.
-        buffer = io.BytesIO()
-        frame.write_csv(buffer, include_header=False, quote_style="non_numeric")
-        buffer.seek(0)
-        copy = pgsql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(pgsql.Identifier(table))
-        self._cur.copy_expert(copy, buffer)
-        if frame.height >= _PG_BULK_ROWS:
-            # Statistics for the planner (it knows nothing of a fresh temporary table) and room
-            # for the hash joins against it, for this transaction only.
-            self._cur.execute(pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table)))
-            self._cur.execute(store_sql.PG_BULK_WORK_MEM)
-
-    def _lock_schema(self) -> None:
-        self._rows(store_sql.PG_ADVISORY_XACT_LOCK, (_PG_SCHEMA_LOCK_KEY,))
-
-    def _lock_writers(self) -> None:
-        self._rows(store_sql.PG_ADVISORY_XACT_LOCK, (_PG_WRITER_LOCK_KEY,))
-
-    def _bytes(self, value: Any) -> bytes | None:
-        return None if value is None else bytes(value)
-
-    def associations(self) -> pl.DataFrame:
-        buffer = io.BytesIO()
-        with self.transaction():
-            self._cur.copy_expert(store_sql.PG_COPY_ASSOCIATIONS_OUT, buffer)
-        if not buffer.getbuffer().nbytes:
-            return _empty_pairs()
-        buffer.seek(0)
-        return pl.read_csv(
-            buffer,
-            has_header=False,
-            new_columns=list(store_sql.PAIRS_FRAME),
-            schema=store_sql.PAIRS_FRAME,
-        )
-
-
-# --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
 
@@ -1104,7 +558,7 @@ def _content_frame(records: Iterable[ContentRecord]) -> pl.DataFrame:
 
 def _schema_problem(version: int) -> str | None:
     """What is wrong with a store at schema `version` for this code, or None when nothing is."""
-    known = store_sql.SCHEMA_VERSION
+    known = migrations.SCHEMA_VERSION
     if version == known:
         return None
     if version == 0:
@@ -1166,7 +620,7 @@ def _refuse_duplicates(what: str, uuids: Sequence[str]) -> None:
         raise ValueError(f"duplicate {what} uuids: {duplicates[:10]}")
 
 
-def _empty_pairs() -> pl.DataFrame:
+def empty_pairs() -> pl.DataFrame:
     return pl.DataFrame(schema=store_sql.PAIRS_FRAME)
 
 

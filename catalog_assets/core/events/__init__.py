@@ -1,0 +1,35 @@
+"""Content events from Kafka: the Open edX event bus (Confluent-framed Avro) and JSON."""
+
+from catalog_assets.core.events.decoding import decode, parse_course_run_key
+from catalog_assets.core.events.encoding import encode_json_event
+from catalog_assets.core.events.messages import (
+    CATALOG_INFO_CHANGED,
+    SUPPORTED_OPENEDX_TYPES,
+    BadEvent,
+    ContentEvent,
+    ContentType,
+    EventFormat,
+    EventType,
+    RawMessage,
+    SchemaRegistryUnavailable,
+    frame_confluent,
+)
+from catalog_assets.core.events.schemas import SchemaRegistry, bundled_schema
+
+__all__ = [
+    "CATALOG_INFO_CHANGED",
+    "SUPPORTED_OPENEDX_TYPES",
+    "BadEvent",
+    "ContentEvent",
+    "ContentType",
+    "EventFormat",
+    "EventType",
+    "RawMessage",
+    "SchemaRegistry",
+    "SchemaRegistryUnavailable",
+    "bundled_schema",
+    "decode",
+    "encode_json_event",
+    "frame_confluent",
+    "parse_course_run_key",
+]
