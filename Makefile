@@ -19,9 +19,23 @@ run: install
 	$(BIN)/catalog-assets refresh
 
 # The Dagster UI on the same defaults; instance state in .dagster_home/ (shared with `make run`).
+# The instance file is copied on every start, so edits to dagster.yaml take effect. `dagster dev`
+# runs in .dagster_home/, its DAGSTER_HOME: from the repository root it would warn that the
+# root's dagster.yaml is not used (its copy is). Relative paths in CATALOG_STORE_URL (default
+# data/catalog.duckdb, as for `make run`), SAMPLE_CONTENT_PATH and CATALOG_QUERIES_PATH are
+# therefore made absolute first. `dagster dev` also says to use `dg dev`, which this project
+# does not install: that one warning is filtered.
 dev: install
-	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	install -D -m 644 dagster.yaml .dagster_home/dagster.yaml
+	abs() { case "$$1" in ""|/*) printf '%s' "$$1" ;; *) printf '%s/%s' "$(CURDIR)" "$$1" ;; esac; }; \
+	store="$${CATALOG_STORE_URL:-duckdb:///data/catalog.duckdb}"; \
+	case "$$store" in duckdb:///:memory:) ;; duckdb:///*) store="duckdb:///$$(abs "$${store#duckdb:///}")" ;; esac; \
+	cd .dagster_home && \
+	DAGSTER_HOME="$(CURDIR)/.dagster_home" CATALOG_STORE_URL="$$store" \
+	SAMPLE_CONTENT_PATH="$$(abs "$$SAMPLE_CONTENT_PATH")" \
+	CATALOG_QUERIES_PATH="$$(abs "$$CATALOG_QUERIES_PATH")" \
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
+	"$(abspath $(BIN))/dagster" dev -w "$(CURDIR)/workspace.yaml" -h 127.0.0.1 -p 3000
 
 test: install
 	$(BIN)/pytest

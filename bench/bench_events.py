@@ -36,7 +36,7 @@ from catalog_assets.core.events import encode_json_event
 from catalog_assets.devtools.broker import LocalBroker, ensure_topics
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
-from catalog_assets_tests.postgres_cluster import running_cluster
+from catalog_assets_tests.support.postgres_cluster import running_cluster
 
 BIN = Path(sys.executable).parent
 TOPIC = "content-metadata-changed"

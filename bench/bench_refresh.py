@@ -1,7 +1,7 @@
 """Benchmark: the full refresh through Dagster against a local course-discovery server.
 
 The ``full_refresh`` assets run with ``materialize()`` against a real local HTTP server that
-speaks course-discovery's contract (``catalog_assets_tests.fake_discovery``), serving
+speaks course-discovery's contract (``catalog_assets_tests.support.fake_discovery``), serving
 ``--documents`` search documents (plus full course and program records), with ``--queries``
 catalog queries, on each store backend. For each backend it runs a first load and then a
 second run with no changes, and reports wall time, time per phase, and HTTP requests, next to
@@ -35,8 +35,8 @@ from catalog_assets.defs.resources import (
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
-from catalog_assets_tests.fake_discovery import FakeDiscovery
-from catalog_assets_tests.postgres_cluster import running_cluster
+from catalog_assets_tests.support.fake_discovery import FakeDiscovery
+from catalog_assets_tests.support.postgres_cluster import running_cluster
 
 PAGE_SIZE = 100
 
@@ -95,7 +95,11 @@ def report(name: str, outcome: tuple[float, dict]) -> None:
     content, associations = meta["content_metadata"], meta["catalog_content_associations"]
     print(f"  {name}: {wall:.1f} s end to end")
     for asset in ("catalog_queries", "content_metadata", "catalog_content_associations"):
-        phases = ", ".join(f"{k} {v:.2f}" for k, v in meta[asset]["seconds"].items())
+        phases = ", ".join(
+            f"{k.removeprefix('seconds_')} {v:.2f}"
+            for k, v in meta[asset].items()
+            if k.startswith("seconds_")
+        )
         print(f"    {asset}: {phases} (s)")
     print(
         f"    content: inserted {content['inserted']}, updated {content['updated']}, "

@@ -1,15 +1,19 @@
 """The Dagster code location: assembles ``catalog_assets.defs`` and the sensors.
 
 Definitions load lazily (``@dg.definitions``), so the environment is read and validated then
-(``Settings.from_env``), never at import.
+(``Settings.from_env``), never at import; so is the repository's git remote that source code
+links point to.
 """
+
+import warnings
 
 import dagster as dg
 
-from catalog_assets.defs.bulk_assets import bulk_assets
+from catalog_assets.defs.bulk_assets import GROUP, bulk_assets
 from catalog_assets.defs.checks import associations_reference_live_content
 from catalog_assets.defs.event_assets import apply_content_events, content_item, content_item_job
-from catalog_assets.defs.jobs import full_refresh, full_refresh_schedule
+from catalog_assets.defs.jobs import full_refresh, full_refresh_schedule, refresh_freshness_policy
+from catalog_assets.defs.metadata import for_environment, read_git_remote
 from catalog_assets.defs.resources import build_resources
 from catalog_assets.settings import Settings
 from sensors.content_events import build_content_events_sensor, build_event_resources
@@ -18,8 +22,14 @@ from sensors.content_events import build_content_events_sensor, build_event_reso
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = Settings.from_env()
-    return dg.Definitions(
-        assets=[*bulk_assets, content_item],
+    assets = for_environment(
+        [*bulk_assets, content_item],
+        store_url=settings.store_url,
+        freshness={GROUP: refresh_freshness_policy(settings.full_refresh_cron)},
+        remote=read_git_remote(),
+    )
+    definitions = dg.Definitions(
+        assets=assets,
         asset_checks=[associations_reference_live_content],
         jobs=[full_refresh, content_item_job, apply_content_events],
         schedules=[full_refresh_schedule(settings.full_refresh_cron)],
@@ -32,3 +42,15 @@ def defs() -> dg.Definitions:
         # DuckDB allows one writer per file: run each run's steps in one process.
         executor=dg.in_process_executor,
     )
+    # Binding resources to the sensor's op job re-creates the sensor with `owners=[]`, and
+    # Dagster 1.13 then warns that the sensor `owners` parameter (which we do not use) is in
+    # beta, on every load. Resolve once here, where that one warning can be filtered; the
+    # code server reuses the resolved definitions.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Parameter `owners` of initializer `SensorDefinition",
+            category=dg.BetaWarning,
+        )
+        dg.Definitions.validate_loadable(definitions)
+    return definitions

@@ -2,6 +2,8 @@
 
 PostgreSQL: `postgres_url` starts a private PostgreSQL cluster for the test session (or uses the
 server named by CATALOG_TEST_POSTGRES_URL). `store` runs a test against both backends.
+Sample data: `content` and `queries` are generated from `sample_seed`, which a test module
+overrides to keep the data its assertions were written against; `lane` is a bulk lane on them.
 """
 
 from __future__ import annotations
@@ -10,14 +12,28 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg2
 import pytest
 from psycopg2 import sql as pgsql
 
+from catalog_assets.core.redaction import forget_secrets
+from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import CatalogStore, open_store
-from catalog_assets_tests.kafka import kafka_bootstrap, kafka_topic  # noqa: F401 (fixtures)
-from catalog_assets_tests.postgres_cluster import PostgresUnavailable, running_cluster
+from catalog_assets_tests.support.kafka import kafka_bootstrap, kafka_topic  # noqa: F401 (fixtures)
+from catalog_assets_tests.support.postgres_cluster import PostgresUnavailable, running_cluster
+
+if TYPE_CHECKING:
+    from catalog_assets_tests.support.lanes import Lane
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets one test registers (a client secret, a token) must not mask another's text."""
+    yield
+    forget_secrets()
+
 
 # --------------------------------------------------------------------------------------------
 # A private PostgreSQL cluster
@@ -77,3 +93,35 @@ def store(store_url: str) -> Iterator[CatalogStore]:
     with open_store(store_url) as opened:
         opened.ensure_schema()
         yield opened
+
+
+# --------------------------------------------------------------------------------------------
+# Sample data, and a bulk lane on it
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sample_seed() -> int:
+    """The seed of `content` and `queries`. A module whose assertions depend on particular
+    data overrides this fixture with its own seed."""
+    return 17
+
+
+@pytest.fixture
+def content(sample_seed: int) -> list[dict]:
+    """300 search documents shaped like course-discovery's, new for each test (tests edit it)."""
+    return generate_content(300, seed=sample_seed)
+
+
+@pytest.fixture
+def queries(content: list[dict], sample_seed: int) -> dict:
+    """20 catalog queries over `content` (all valid), and enterprise catalogs that use them."""
+    return generate_catalog_queries(20, content, seed=sample_seed)
+
+
+@pytest.fixture
+def lane(tmp_path: Path, store_url: str, content: list[dict], queries: dict) -> Lane:
+    """A bulk lane on `content` and `queries`, on both store backends (`store_url`)."""
+    from catalog_assets_tests.support.lanes import Lane  # imports Dagster: only where used
+
+    return Lane(tmp_path, store_url, content, queries)

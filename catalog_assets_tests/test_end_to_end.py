@@ -20,8 +20,8 @@ from catalog_assets.core.events import encode_json_event
 from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
-from catalog_assets_tests import expected
-from catalog_assets_tests.expected import valid_filters
+from catalog_assets_tests.support import expected
+from catalog_assets_tests.support.expected import valid_filters
 
 BIN = Path(sys.executable).parent
 INSTANCE_CONFIG = """

@@ -41,10 +41,10 @@ from catalog_assets.core.events import (
     decode,
 )
 from catalog_assets.defs.event_assets import (
-    CONTENT_KEYS,
     apply_content_events,
     content_item_job,
 )
+from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import CatalogStoreResource
 from catalog_assets.settings import Settings
 from catalog_assets.store import DeadLetter
@@ -330,7 +330,18 @@ def build_content_events_sensor(enabled: bool, interval_seconds: int = 5) -> dg.
         default_status=(
             dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED
         ),
-        description="Kafka content events → per-content-key runs (batched in bursts).",
+        # Chosen when definitions load, so the UI says why the sensor is off without a tick.
+        description=(
+            "Kafka content events → per-content-key runs (batched in bursts). "
+            + (
+                "On by default: KAFKA_BOOTSTRAP_SERVERS is set."
+                if enabled
+                else "Off by default: KAFKA_BOOTSTRAP_SERVERS is not set, so there is no Kafka "
+                "to read (starting it would only skip every tick). Set it, or start a local "
+                "broker with `catalog-assets broker` and export what it prints, then reload "
+                "the code location."
+            )
+        ),
     )
     def content_events_sensor(
         context: dg.SensorEvaluationContext,

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+MAX_DOCUMENT_DEPTH = 64
+"""How deeply a content document may nest (objects and arrays). Real course-discovery records
+nest about six levels; anything near Python's recursion limit would break hashing and matching."""
+
 
 @dataclass(frozen=True)
 class ContentRecord:
@@ -71,13 +75,6 @@ def _brief(value: object) -> str:
     return _SHORT.repr(value)
 
 
-def _identity(document: Mapping[str, Any]) -> str:
-    return (
-        f"aggregation_key={_brief(document.get('aggregation_key'))}, "
-        f"title={_brief(document.get('title'))}"
-    )
-
-
 def _text_problem(value: object) -> str | None:
     """Why ``value`` cannot be stored as a key column (content key, uuid, type), or None."""
     if not isinstance(value, str) or not value:
@@ -87,23 +84,47 @@ def _text_problem(value: object) -> str | None:
     return None
 
 
-_SCALARS = (str, int, float, type(None))
+def document_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:
+    """How deeply ``value`` nests objects and arrays (a flat object is 1, a scalar 0), counted
+    up to ``limit + 1``. Iterative: a document deep enough to matter would overflow a recursive
+    walk (and Python's own ``json``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, Mapping | list | tuple):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = item.values() if isinstance(item, Mapping) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, Mapping | list | tuple))
+    return deepest
 
 
-def _too_deep(document: Mapping[str, Any]) -> bool:
-    """Whether objects and arrays nest more than ``MAX_DOCUMENT_DEPTH`` levels (the document
-    itself is level 1). Level by level, not recursive: safe where ``json`` would overflow."""
-    level: list[Any] = [document]
-    for _ in range(MAX_DOCUMENT_DEPTH):
-        level = [
-            child
-            for value in level
-            for child in (value.values() if isinstance(value, Mapping) else value)
-            if not isinstance(child, _SCALARS) and isinstance(child, Mapping | list | tuple)
-        ]
-        if not level:
-            return False
-    return True
+def document_identity(document: Mapping[str, Any]) -> str:
+    """How messages name a document without quoting it: its aggregation_key and title."""
+    return (
+        f"aggregation_key={_brief(document.get('aggregation_key'))}, "
+        f"title={_brief(document.get('title'))}"
+    )
+
+
+def screen_document(document: Mapping[str, Any], where: str) -> RejectedDocument | None:
+    """Why a source's ``document`` cannot be stored, or None when it can (then it has a
+    content key). ``where`` says where the source had it; the rejection keeps the key when
+    the document has a usable one, so that the item is never tombstoned for being absent."""
+    try:
+        key = content_key_of(document)
+    except ValueError as error:
+        return RejectedDocument(f"{error}: {where}")
+    if document_depth(document) > MAX_DOCUMENT_DEPTH:
+        return RejectedDocument(
+            f"content document {key!r} nests deeper than {MAX_DOCUMENT_DEPTH} levels: {where} "
+            f"({document_identity(document)})",
+            key,
+        )
+    return None
 
 
 def content_key_of(document: Mapping[str, Any]) -> str:
@@ -117,9 +138,12 @@ def content_key_of(document: Mapping[str, Any]) -> str:
         if value is None or value == "":
             continue
         if problem := _text_problem(value):
-            raise ValueError(f"content document {name} {problem} ({_identity(document)})")
+            where = document_identity(document)
+            raise ValueError(f"content document {name} {problem} ({where})")
         return value
-    raise ValueError(f"content document has neither a key nor a uuid ({_identity(document)})")
+    raise ValueError(
+        f"content document has neither a key nor a uuid ({document_identity(document)})"
+    )
 
 
 def content_record(document: Mapping[str, Any]) -> ContentRecord:
@@ -129,7 +153,7 @@ def content_record(document: Mapping[str, Any]) -> ContentRecord:
     and matched: no usable key, a uuid or type that is not a storable string, nesting deeper
     than ``MAX_DOCUMENT_DEPTH``, values that are not JSON."""
     content_key = content_key_of(document)
-    if _too_deep(document):
+    if document_depth(document) > MAX_DOCUMENT_DEPTH:
         raise ValueError(
             f"content document {content_key!r} nests objects and arrays more than "
             f"{MAX_DOCUMENT_DEPTH} levels deep"
@@ -141,7 +165,7 @@ def content_record(document: Mapping[str, Any]) -> ContentRecord:
     content_type = prefix if colon and prefix else document.get("content_type")
     if not content_type:
         raise ValueError(
-            f"content document {content_key!r} has no content type ({_identity(document)})"
+            f"content document {content_key!r} has no content type ({document_identity(document)})"
         )
     parent = suffix if content_type == "courserun" and suffix else None
     uuid = document.get("uuid")
@@ -168,10 +192,6 @@ def content_record(document: Mapping[str, Any]) -> ContentRecord:
 
 
 # --- A full read of a source ---------------------------------------------------------------
-
-MAX_DOCUMENT_DEPTH = 64
-"""How deeply a content document may nest (objects and arrays). Real course-discovery records
-nest about six levels; anything near Python's recursion limit would break hashing and matching."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from catalog_assets.core.content import content_record, parse_modified
@@ -76,13 +77,25 @@ class ContentUpdate:
         )
 
 
+class Outcome(StrEnum):
+    """What applying an update did to its key."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    STALE = "stale"  # the store holds a newer record: nothing written
+    TOMBSTONED = "tombstoned"
+    GONE = "gone"  # already absent or deleted
+    REJECTED = "rejected"  # nothing written; the update becomes a dead letter
+
+
 @dataclass
 class AppliedUpdate:
     """What happened to one key: ``outcome`` is inserted, updated, unchanged, stale,
     tombstoned, gone (already absent or deleted), or rejected (with ``error``)."""
 
     content_key: str
-    outcome: str
+    outcome: Outcome
     queries: list[str] = field(default_factory=list)
     added: int = 0
     removed: int = 0
@@ -132,13 +145,16 @@ def _plan(update: ContentUpdate, source: ContentSource, store: CatalogStore) -> 
     return _Plan(update, fetched, fetch_found_nothing=fetched is None)
 
 
-def _write(plan: _Plan, store: CatalogStore, now: datetime) -> str:
+def _write(plan: _Plan, store: CatalogStore, now: datetime) -> Outcome:
     """Write one update; a record given and a record fetched are both written, in that order,
     so the stale guard keeps whichever is newer."""
     update = plan.update
     if update.deleted:  # the event's time guards against an older record resurrecting it
-        tombstoned = store.tombstone_content(update.content_key, now, update.time)
-        return "tombstoned" if tombstoned else "gone"
+        if store.tombstone_content(update.content_key, now, update.time):
+            return Outcome.TOMBSTONED
+        stored = store.get_content(update.content_key)
+        live = stored is not None and stored.deleted_at is None
+        return Outcome.STALE if live else Outcome.GONE  # live: the deletion is older
     outcome = None
     if update.metadata is not None:
         outcome = _upsert(update.content_key, update.metadata, update.time, store, now)
@@ -148,7 +164,7 @@ def _write(plan: _Plan, store: CatalogStore, now: datetime) -> str:
         # The source no longer has it. Record no time: a lagging index must not block the
         # record from coming back with the next full refresh.
         tombstoned = store.tombstone_content(update.content_key, now, None)
-        outcome = "tombstoned" if tombstoned else "gone"
+        outcome = Outcome.TOMBSTONED if tombstoned else Outcome.GONE
     return outcome
 
 
@@ -158,7 +174,7 @@ def _upsert(
     event_time: datetime | None,
     store: CatalogStore,
     now: datetime,
-) -> str:
+) -> Outcome:
     record = content_record(metadata)
     if record.source_modified is None and event_time is not None:
         # A record without `modified` is as new as its event, not newer than everything.
@@ -166,14 +182,16 @@ def _upsert(
     if record.content_key != key:
         raise ValueError(f"the record for {key!r} identifies itself as {record.content_key!r}")
     written = store.apply_content_changes([record], [], now)
-    for outcome in ("inserted", "updated", "stale"):
-        if getattr(written, outcome):
+    for outcome in (Outcome.INSERTED, Outcome.UPDATED, Outcome.STALE):
+        if getattr(written, outcome.value):
             return outcome
-    return "unchanged"
+    return Outcome.UNCHANGED
 
 
 def _rejected(update: ContentUpdate, error: str) -> AppliedUpdate:
-    return AppliedUpdate(update.content_key, "rejected", error=error, event_ids=update.event_ids)
+    return AppliedUpdate(
+        update.content_key, Outcome.REJECTED, error=error, event_ids=update.event_ids
+    )
 
 
 def _apply_together(
@@ -185,6 +203,11 @@ def _apply_together(
     applied: dict[str, AppliedUpdate] = {}
     with store.transaction():
         store.lock_writers()
+        # Each key's queries before: a tombstone drops its pairs as it is written.
+        before = {
+            plan.update.content_key: set(store.associations_of(plan.update.content_key))
+            for plan in plans
+        }
         for plan in plans:
             update = plan.update
             try:
@@ -208,15 +231,15 @@ def _apply_together(
         for query_id, key in pairs.iter_rows():
             queries_by_key.setdefault(key, []).append(query_id)
         for key, result in applied.items():
-            if result.outcome == "rejected":
+            if result.outcome is Outcome.REJECTED:
                 continue
             # Invalid queries keep their rows from their last valid evaluation, as in the bulk
             # lane.
             kept = set(store.associations_of(key)) & kept_uuids if key in live else set()
             result.queries = sorted({*queries_by_key.get(key, []), *kept})
-            result.added, result.removed = store.replace_content_associations(
-                key, result.queries, now
-            )
+            store.replace_content_associations(key, result.queries, now)
+            result.added = len(set(result.queries) - before[key])
+            result.removed = len(before[key] - set(result.queries))
     return applied
 
 

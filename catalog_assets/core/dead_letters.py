@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from catalog_assets.core.content_updates import ContentUpdate, apply_updates
-from catalog_assets.core.events import BadEvent, ContentEvent, RawMessage, SchemaRegistry, decode
+from catalog_assets.core.events import (
+    BadEvent,
+    ContentEvent,
+    EventType,
+    RawMessage,
+    SchemaRegistry,
+    decode,
+)
 from catalog_assets.core.sources import ContentSource
 from catalog_assets.store import CatalogStore, DeadLetter
 
@@ -59,21 +66,24 @@ def collapse(events: Iterable[ContentEvent]) -> list[ContentUpdate]:
     whichever version is newer. The update keeps the latest event's topic, partition and offset,
     so that its dead letter, should it be rejected, names the message.
     """
-    events = list(events)
-    # Order by event time when every event has one; otherwise by arrival alone.
-    all_timed = all(event.time is not None for event in events)
-    by_key: dict[str, list[tuple[tuple, ContentEvent]]] = {}
+    by_key: dict[str, list[tuple[int, ContentEvent]]] = {}
     for arrival, event in enumerate(events):
-        order = (event.time, arrival) if all_timed else (arrival,)
-        by_key.setdefault(event.content_key, []).append((order, event))
+        by_key.setdefault(event.content_key, []).append((arrival, event))
     updates = []
-    for key, timed in by_key.items():
-        ordered = [event for _, event in sorted(timed, key=lambda item: item[0])]
+    for key, arrived in by_key.items():
+        # A key's events in time order when each has a time; otherwise in arrival order.
+        all_timed = all(event.time is not None for _, event in arrived)
+        ordered = [
+            event
+            for _, event in sorted(
+                arrived, key=lambda item: (item[1].time, item[0]) if all_timed else (item[0],)
+            )
+        ]
         latest = ordered[-1]
-        deleted = latest.event_type == "content.deleted"
+        deleted = latest.event_type == EventType.DELETED
         since_delete = []
         for event in ordered:
-            since_delete = [] if event.event_type == "content.deleted" else [*since_delete, event]
+            since_delete = [] if event.event_type == EventType.DELETED else [*since_delete, event]
         carried = [event.metadata for event in since_delete if event.metadata is not None]
         updates.append(
             ContentUpdate(

@@ -11,6 +11,9 @@ sensors and scripts alike.
 A crawl of a live index can skip items (a deletion shifts the pages after it) without any sign
 in the counts, so nothing here decides that an item is gone: ``lookup_many`` asks discovery
 about specific keys, and only its answer may justify a tombstone.
+
+Longer than most modules, on purpose: it is one client class whose parts (auth, retries,
+paging, crawl, lookups) share one session, one token and one set of request counters.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from catalog_assets.core import content
-from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, RejectedDocument
+from catalog_assets.core.content import RejectedDocument, document_identity, screen_document
 from catalog_assets.core.redaction import redact, remember_secret
 
 __all__ = [
@@ -36,8 +39,6 @@ __all__ = [
     "DiscoveryError",
     "UnusableDocument",
     "content_key_of",
-    "document_depth",
-    "screen_document",
 ]
 
 # content_type -> (endpoint, query parameter, search-document field identifying the item).
@@ -90,61 +91,6 @@ def content_key_of(document: Mapping[str, Any]) -> str:
         return content.content_key_of(document)
     except ValueError as error:
         raise DiscoveryError(f"search document without identity: {error}") from error
-
-
-def document_depth(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> int:
-    """How deeply ``value`` nests (a flat object is 1, a scalar 0), counted up to ``limit + 1``.
-
-    Iterative: a document deep enough to matter would overflow a recursive walk.
-    """
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, dict | list):
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            break
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
-
-
-def _describe(value: Any) -> str:
-    """A short, safe rendering of a field for a message (never a repr of a deep container)."""
-    if value is None or isinstance(value, str | int | float | bool):
-        text = repr(value)
-        return text if len(text) <= 80 else text[:77] + "..."
-    return f"<{type(value).__name__}>"
-
-
-def screen_document(document: Mapping[str, Any], where: str) -> RejectedDocument | None:
-    """Why ``document`` cannot be stored, or None when it can (then it has a content key).
-
-    The reason names the problem and the document (``where`` it was, its aggregation_key and
-    title); ``content_key`` is set when the document has a usable key, so that the item is
-    never tombstoned for being absent.
-    """
-    raw = document.get("key") or document.get("uuid")
-    problem, key = None, None
-    if not raw:
-        problem = "neither a key nor a uuid"
-    elif not isinstance(raw, str):
-        problem = f"a {type(raw).__name__} key ({_describe(raw)})"
-    elif "\x00" in raw:
-        problem = f"a key containing a NUL character ({raw!r:.80})"
-    else:
-        key = raw
-        if document_depth(document) > MAX_DOCUMENT_DEPTH:
-            problem = f"nesting deeper than {MAX_DOCUMENT_DEPTH} levels"
-    if problem is None:
-        return None
-    return RejectedDocument(
-        f"document with {problem}: {where} (aggregation_key="
-        f"{_describe(document.get('aggregation_key'))}, title={_describe(document.get('title'))})",
-        key,
-    )
 
 
 class DiscoveryClient:
@@ -373,8 +319,7 @@ class DiscoveryClient:
             if not isinstance(identifier, str) or not identifier:
                 rejection = RejectedDocument(
                     f"{content_type} document without a string {field}, needed for its full "
-                    f"record: {where} (aggregation_key={_describe(document.get('aggregation_key'))}"
-                    f", title={_describe(document.get('title'))})",
+                    f"record: {where} ({document_identity(document)})",
                     content_key_of(document),
                 )
         return rejection
@@ -441,7 +386,7 @@ class DiscoveryClient:
         if link is None:
             return None
         if not isinstance(link, str) or not link:
-            raise DiscoveryError(f"{current}: malformed reply, 'next' is {_describe(link)}")
+            raise DiscoveryError(f"{current}: malformed reply, 'next' is {link!r:.80}")
         parts = urlsplit(urljoin(current, link))
         api = urlsplit(self.api_url)
         return urlunsplit(parts._replace(scheme=api.scheme, netloc=api.netloc))

@@ -55,6 +55,12 @@ def remember_secret(*values: str | None) -> None:
         _known.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH)
 
 
+def forget_secrets() -> None:
+    """Forget every remembered secret (tests; a process whose credentials were rotated)."""
+    with _lock:
+        _known.clear()
+
+
 def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
     """``text`` (any value, as ``str``) with every secret it carries masked as ``***``."""
     out = str(text)

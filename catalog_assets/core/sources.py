@@ -21,9 +21,10 @@ from catalog_assets.core.content import (
     ContentSnapshot,
     RejectedDocument,
     content_key_of,
+    screen_document,
     utcnow,
 )
-from catalog_assets.core.discovery import DiscoveryClient, screen_document
+from catalog_assets.core.discovery import DiscoveryClient
 
 BUNDLED_DATA_PACKAGE = "catalog_assets.data"
 BUNDLED_CONTENT_FILE = "sample_content.json"
@@ -65,43 +66,6 @@ def read_json(path: str, what: str) -> Any:
         raise ValueError(f"{what} file {path!r} is not valid JSON: {error}") from error
     except RecursionError:
         raise ValueError(f"{what} file {path!r} nests too deeply to read") from None
-
-
-def _incomplete_reason(duplicates: list[str], seen: int, reported: int | None) -> str | None:
-    """Why a read looks like the source shifted under it, or None when nothing says so."""
-    reasons = []
-    if duplicates:
-        reasons.append(
-            f"{len(duplicates)} content key(s) repeated, e.g. {duplicates[0]!r}: the source "
-            "shifted during the read"
-        )
-    if reported is not None and seen < reported:
-        reasons.append(f"{seen} items read but the source reported {reported}")
-    return "; ".join(reasons) or None
-
-
-def _deduplicated(documents: list[dict[str, Any]], where: str) -> ContentSnapshot:
-    """The last document per content key wins, in first-seen order; a document that cannot be
-    stored is rejected on its own (``where`` names its origin in the reason)."""
-    by_key: dict[str, dict[str, Any]] = {}
-    counts: Counter[str] = Counter()
-    rejected: list[RejectedDocument] = []
-    for position, document in enumerate(documents):
-        rejection = screen_document(document, f"{where} [{position}]")
-        if rejection is not None:
-            rejected.append(rejection)
-            continue
-        key = content_key_of(document)
-        by_key[key] = document
-        counts[key] += 1
-    duplicates = sorted(key for key, count in counts.items() if count > 1)
-    return ContentSnapshot(
-        list(by_key.values()),
-        duplicates,
-        complete=not duplicates,
-        rejected=rejected,
-        incomplete_reason=_incomplete_reason(duplicates, len(by_key), None),
-    )
 
 
 def _incomplete_reason(duplicates: list[str], seen: int, reported: int | None) -> str | None:

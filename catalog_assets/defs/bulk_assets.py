@@ -1,9 +1,12 @@
 """The bulk lane's assets (group ``catalog``): catalog queries, content, and their associations.
 
 Each asset writes to the catalog store and returns a ``MaterializeResult`` whose metadata says
-what changed; data-quality findings that are known while materializing come back as asset
-check results (the specs are in ``checks.py``).
+what changed, with one ``seconds_<phase>`` entry per phase so that the UI can plot each;
+data-quality findings that are known while materializing come back as asset check results
+(the specs are in ``checks.py``). What the UI shows about each asset is in ``metadata.py``.
 """
+
+from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import Field
@@ -20,14 +23,33 @@ from catalog_assets.core.refresh import (
 )
 from catalog_assets.defs import checks
 from catalog_assets.defs.checks import markdown_table
-from catalog_assets.defs.event_assets import CONTENT_KEYS
+from catalog_assets.defs.metadata import (
+    CATALOG_GROUP,
+    OWNERS,
+    describe,
+    lane_tags,
+    table_metadata,
+)
+from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
     CatalogQuerySource,
     CatalogStoreResource,
     ContentSourceResource,
 )
 
-GROUP = "catalog"
+GROUP = CATALOG_GROUP
+# The store is added per environment when definitions load (``metadata.for_environment``).
+KINDS = {"python"}
+
+
+def logged_timer(context: dg.AssetExecutionContext) -> Timer:
+    """A timer that logs each phase as it ends: a long refresh shows where it is."""
+    return Timer(on_phase=lambda name, seconds: context.log.info(f"{name} done in {seconds:.3f} s"))
+
+
+def phase_seconds(seconds: Mapping[str, float]) -> dict[str, float]:
+    """One numeric entry per phase (``seconds_fetch``, ...), which the UI plots over runs."""
+    return {f"seconds_{name}": float(value) for name, value in seconds.items()}
 
 
 class QueryRefreshConfig(dg.Config):
@@ -44,14 +66,25 @@ class QueryRefreshConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     check_specs=[checks.VALID_FILTERS, checks.CATALOGS_REFERENCE_KNOWN_QUERIES],
+    description=describe(
+        GROUP,
+        "Catalog queries and enterprise catalogs from their listing, each filter validated "
+        "and stored with its error; invalid filters are skipped by matching, never fatal.",
+        ["catalog_query", "enterprise_catalog"],
+    ),
+    owners=OWNERS,
+    kinds=KINDS,
+    tags=lane_tags("bulk"),
+    metadata=table_metadata("catalog_query", "enterprise_catalog"),
 )
 def catalog_queries(
+    context: dg.AssetExecutionContext,
     config: QueryRefreshConfig,
     catalog_query_source: CatalogQuerySource,
     catalog_store: CatalogStoreResource,
 ) -> dg.MaterializeResult:
     """Catalog queries and enterprise catalogs, each filter validated and stored with its error."""
-    timer = Timer()
+    timer = logged_timer(context)
     with timer.phase("load"):
         loaded = catalog_query_source.load()
     with timer.phase("write"), catalog_store.open() as store:
@@ -77,7 +110,7 @@ def catalog_queries(
             "unchanged": len(report.sync.unchanged),
             "removed": len(report.sync.removed),
             "catalogs_removed": report.catalogs_removed,
-            "seconds": timer.seconds,
+            **phase_seconds(timer.seconds),
         },
         check_results=[
             checks.valid_filters_result(invalid),
@@ -111,6 +144,18 @@ def sync_content_partitions(instance: dg.DagsterInstance, live_keys: list[str]) 
 @dg.asset(
     group_name=GROUP,
     check_specs=[checks.NO_DUPLICATE_SOURCE_KEYS, checks.NO_REJECTED_DOCUMENTS],
+    description=describe(
+        GROUP,
+        "All content from its source of truth (course-discovery or the sample), fetched once "
+        "and diffed against the store: new records inserted, changed ones updated, confirmed "
+        "vanished ones tombstoned (with their associations). A stale record never overwrites "
+        "a newer one; one `content_item` partition is kept per live key.",
+        ["content_metadata", "catalog_query_content"],
+    ),
+    owners=OWNERS,
+    kinds=KINDS,
+    tags=lane_tags("bulk"),
+    metadata=table_metadata("content_metadata", "catalog_query_content"),
 )
 def content_metadata(
     context: dg.AssetExecutionContext,
@@ -120,7 +165,7 @@ def content_metadata(
 ) -> dg.MaterializeResult:
     """All content from its source of truth: new records inserted, changed ones updated,
     vanished ones tombstoned. A stale record never overwrites a newer one."""
-    timer = Timer()
+    timer = logged_timer(context)
     with timer.phase("fetch"):
         snapshot = content_source.fetch_all()
     with catalog_store.open() as store:
@@ -162,7 +207,7 @@ def content_metadata(
             "partitions_added": partitions_added,
             "partitions_removed": partitions_removed,
             "source_requests": report.request_count,
-            "seconds": report.timings,
+            **phase_seconds(timer.seconds),
             "changes_preview": dg.MetadataValue.md(
                 markdown_table(["change", "content_key"], [list(row) for row in changed])
                 if changed
@@ -189,6 +234,17 @@ class AssociationRefreshConfig(dg.Config):
     group_name=GROUP,
     deps=[catalog_queries, content_metadata],
     check_specs=[checks.NO_HELD_CHANGES, checks.EVERY_QUERY_MATCHES],
+    description=describe(
+        GROUP,
+        "Which content each catalog query contains: every valid query evaluated against "
+        "every live record in bulk (polars), and only the difference written, in one "
+        "transaction. Large swings of an unchanged filter are held for confirmation.",
+        ["catalog_query_content", "catalog_query_applied_filter"],
+    ),
+    owners=OWNERS,
+    kinds={"polars"},
+    tags=lane_tags("bulk"),
+    metadata=table_metadata("catalog_query_content", "catalog_query_applied_filter"),
 )
 def catalog_content_associations(
     context: dg.AssetExecutionContext,
@@ -197,6 +253,7 @@ def catalog_content_associations(
 ) -> dg.MaterializeResult:
     """Which content each catalog query contains: every valid query evaluated against every
     live record in bulk, and only the difference written, in one transaction."""
+    timer = logged_timer(context)
     with catalog_store.open() as store:
         report = refresh_associations(
             store,
@@ -204,6 +261,7 @@ def catalog_content_associations(
             hold_rule=HoldRule(config.hold_min_items, config.hold_max_swing),
             confirmed=set(config.confirm_held_queries),
             confirm_all=config.confirm_all_held,
+            timer=timer,
         )
     top = top_changes(report.changes)
     for field_name, keys in report.data_warnings.items():
@@ -220,7 +278,7 @@ def catalog_content_associations(
             "queries_held": len(report.held),
             "invalid_queries_kept": len(report.invalid_kept),
             "data_warnings": {k: len(v) for k, v in report.data_warnings.items()},
-            "seconds": report.timings,
+            **phase_seconds(timer.seconds),
             "top_changes": dg.MetadataValue.md(
                 markdown_table(
                     ["catalog query", "title", "before", "after", "added", "removed", "held"],

@@ -16,11 +16,18 @@ from pydantic import Field
 from catalog_assets.core.content import utcnow
 from catalog_assets.core.content_updates import AppliedUpdate, ContentUpdate, apply_updates
 from catalog_assets.core.events import encode_json_event
+from catalog_assets.defs.metadata import (
+    EVENTS_GROUP,
+    OWNERS,
+    describe,
+    lane_tags,
+    table_metadata,
+)
+from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import CatalogStoreResource, ContentSourceResource
 from catalog_assets.store import CatalogStore, DeadLetter
 
-CONTENT_KEYS = dg.DynamicPartitionsDefinition(name="content_keys")
-EVENT_GROUP = "content_events"
+EVENT_GROUP = EVENTS_GROUP
 
 
 class ContentUpdateConfig(dg.Config):
@@ -53,7 +60,7 @@ class ContentBatchConfig(dg.Config):
 
 def _metadata(result: AppliedUpdate) -> dict:
     return {
-        "outcome": result.outcome,
+        "outcome": str(result.outcome),
         "catalog_queries": len(result.queries),
         "associations_added": result.added,
         "associations_removed": result.removed,
@@ -138,7 +145,26 @@ def _apply(
 EVENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
-@dg.asset(partitions_def=CONTENT_KEYS, group_name=EVENT_GROUP, retry_policy=EVENT_RETRIES)
+@dg.asset(
+    partitions_def=CONTENT_KEYS,
+    group_name=EVENT_GROUP,
+    retry_policy=EVENT_RETRIES,
+    description=describe(
+        EVENT_GROUP,
+        "One content key per partition: its record upserted or tombstoned from a Kafka "
+        "content event (or fetched from the content source when materialized from the UI), "
+        "and its catalog memberships re-evaluated (polars) in the same transaction. Updates "
+        "that cannot be applied are kept as dead letters.",
+        ["content_metadata", "catalog_query_content", "event_dead_letter", "event_payload"],
+    ),
+    owners=OWNERS,
+    # The store is added per environment when definitions load (``metadata.for_environment``).
+    kinds={"kafka", "polars"},
+    tags=lane_tags("events"),
+    metadata=table_metadata(
+        "content_metadata", "catalog_query_content", "event_dead_letter", "event_payload"
+    ),
+)
 def content_item(
     context: dg.AssetExecutionContext,
     config: ContentItemConfig,
@@ -171,7 +197,7 @@ def apply_content_updates(
     applied = _apply(updates, content_source, catalog_store, context.log)
     outcomes: dict[str, int] = {}
     for result in applied:
-        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        outcomes[str(result.outcome)] = outcomes.get(str(result.outcome), 0) + 1
         yield dg.AssetMaterialization(
             asset_key=content_item.key, partition=result.content_key, metadata=_metadata(result)
         )

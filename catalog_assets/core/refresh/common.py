@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 PAIR_COLUMNS = ("catalog_query_uuid", "content_key")
 RECORD_KEY = "__content_key"
@@ -11,10 +12,15 @@ with ``__`` in it, so this cannot collide with anything a filter compares."""
 
 
 class Timer:
-    """Wall time per named phase, for materialization metadata."""
+    """Wall time per named phase, for materialization metadata.
 
-    def __init__(self) -> None:
+    ``on_phase(name, seconds)`` is called as each phase ends (also when it raises), so that a
+    caller can log progress while a long refresh is still running.
+    """
+
+    def __init__(self, on_phase: Callable[[str, float], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.on_phase = on_phase
 
     def phase(self, name: str) -> _Phase:
         return _Phase(self, name)
@@ -28,8 +34,10 @@ class _Phase:
         self.started = time.perf_counter()
 
     def __exit__(self, *exc_info: object) -> None:
-        elapsed = time.perf_counter() - self.started
-        self.timer.seconds[self.name] = round(elapsed, 3)
+        elapsed = round(time.perf_counter() - self.started, 3)
+        self.timer.seconds[self.name] = elapsed
+        if self.timer.on_phase is not None:
+            self.timer.on_phase(self.name, elapsed)
 
 
 class GuardrailTripped(RuntimeError):

@@ -2,107 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 
 from catalog_assets.core.content import content_key_of
-from catalog_assets.defs.bulk_assets import bulk_assets
-from catalog_assets.defs.checks import associations_reference_live_content
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
-    CatalogStoreResource,
     DiscoveryContentSource,
-    SampleContentSource,
 )
-from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
+from catalog_assets.devtools.sample_data import generate_content
 from catalog_assets.store import open_store
-from catalog_assets_tests.expected import expected_pairs, valid_filters
-from catalog_assets_tests.fake_discovery import FakeDiscovery
-
-ASSETS = [*bulk_assets, associations_reference_live_content]
-
-
-class Lane:
-    """A bulk lane wired to files the test edits, one store and one Dagster instance."""
-
-    def __init__(self, tmp_path: Path, store_url: str, content: list[dict], queries: dict):
-        self.content_path = tmp_path / "content.json"
-        self.queries_path = tmp_path / "queries.json"
-        self.store_url = store_url
-        self.instance = dg.DagsterInstance.ephemeral()
-        self.write(content, queries)
-
-    def write(self, content: list[dict] | None = None, queries: dict | None = None) -> None:
-        if content is not None:
-            self.content = copy.deepcopy(content)
-            self.content_path.write_text(json.dumps(self.content))
-        if queries is not None:
-            self.queries = copy.deepcopy(queries)
-            self.queries_path.write_text(json.dumps(self.queries))
-
-    def resources(self, content_source: Any = None) -> dict[str, Any]:
-        return {
-            "content_source": content_source or SampleContentSource(path=str(self.content_path)),
-            "catalog_query_source": CatalogQuerySource(path=str(self.queries_path)),
-            "catalog_store": CatalogStoreResource(url=self.store_url),
-        }
-
-    def refresh(self, run_config: dict | None = None, **kwargs: Any) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            ASSETS,
-            resources=self.resources(kwargs.pop("content_source", None)),
-            instance=self.instance,
-            run_config=run_config or {},
-            **kwargs,
-        )
-
-    def tables(self) -> dict[str, Any]:
-        """Everything the store holds, for before/after comparisons."""
-        with open_store(self.store_url) as store:
-            return {
-                "content": {key: store.get_content(key) for key in sorted(store.content_state())},
-                "queries": store.catalog_queries(),
-                "catalogs": store.enterprise_catalogs(),
-                "associations": sorted(store.associations().iter_rows()),
-            }
-
-    def expected_associations(self) -> list[tuple[str, str]]:
-        """What the filter engine says directly, from the source files (valid queries only)."""
-        records = [{**d, "_key": content_key_of(d)} for d in self.content]
-        return expected_pairs(valid_filters(self.queries["catalog_queries"]), records)
-
-
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
-    assert len(events) == 1
-    return {k: v.value for k, v in events[0].materialization.metadata.items()}
-
-
-def check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
-    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
-    assert len(evaluations) == 1
-    return evaluations[0]
+from catalog_assets_tests.support.fake_discovery import FakeDiscovery
+from catalog_assets_tests.support.lanes import Lane, check, metadata
 
 
 @pytest.fixture
-def content() -> list[dict]:
-    return generate_content(300, seed=21)
-
-
-@pytest.fixture
-def queries(content) -> dict:
-    return generate_catalog_queries(20, content, seed=21)
-
-
-@pytest.fixture
-def lane(tmp_path, store_url, content, queries) -> Lane:
-    """On both store backends (``store_url`` from conftest: DuckDB file, PostgreSQL schema)."""
-    return Lane(tmp_path, store_url, content, queries)
+def sample_seed() -> int:
+    """The data these tests were written against (conftest's `content`, `queries`, `lane`)."""
+    return 21
 
 
 def test_first_load_writes_content_queries_and_exact_associations(lane, content):
@@ -111,7 +29,15 @@ def test_first_load_writes_content_queries_and_exact_associations(lane, content)
     content_meta = metadata(result, "content_metadata")
     assert content_meta["inserted"] == len(content)
     assert content_meta["updated"] == content_meta["tombstoned"] == 0
-    assert set(content_meta["seconds"]) >= {"fetch", "diff", "write"}
+    # One numeric entry per phase, so that the UI can plot each over runs.
+    for phase in ("fetch", "diff", "write", "partitions"):
+        assert isinstance(content_meta[f"seconds_{phase}"], float)
+    assert "seconds" not in content_meta
+    for phase in ("load", "match", "diff", "write"):
+        assert isinstance(
+            metadata(result, "catalog_content_associations")[f"seconds_{phase}"], float
+        )
+    assert {"seconds_load", "seconds_write"} <= set(metadata(result, "catalog_queries"))
     tables = lane.tables()
     assert len(tables["content"]) == len(content)
     assert tables["associations"] == lane.expected_associations()
@@ -376,3 +302,16 @@ def test_a_title_edit_does_not_switch_the_swing_guardrail_off(tmp_path, store_ur
     queries["catalog_queries"][0]["title"] = "renamed"
     lane.write(content=content, queries=queries)
     assert not check(lane.refresh(), "no_held_changes").passed
+
+
+def test_each_phase_is_logged_as_it_ends(lane):
+    result = lane.refresh()
+    logged: dict[str, list[str]] = {}
+    for entry in lane.instance.all_logs(result.run_id):
+        if entry.step_key and entry.user_message and " done in " in entry.user_message:
+            logged.setdefault(entry.step_key, []).append(entry.user_message.split(" done in ")[0])
+    assert logged == {
+        "catalog_queries": ["load", "write"],
+        "content_metadata": ["fetch", "diff", "write", "partitions"],
+        "catalog_content_associations": ["load", "match", "diff", "write"],
+    }

@@ -11,8 +11,10 @@ import pytest
 
 from catalog_assets.core.content import content_key_of
 from catalog_assets.core.content_updates import ContentUpdate
+from catalog_assets.definitions import defs
 from catalog_assets.defs.bulk_assets import bulk_assets
-from catalog_assets.defs.event_assets import CONTENT_KEYS, apply_content_events, content_item
+from catalog_assets.defs.event_assets import apply_content_events, content_item
+from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
     CatalogQuerySource,
     CatalogStoreResource,
@@ -20,7 +22,7 @@ from catalog_assets.defs.resources import (
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
-from catalog_assets_tests import expected
+from catalog_assets_tests.support import expected
 
 
 @pytest.fixture
@@ -151,6 +153,27 @@ def test_key_the_source_no_longer_has_is_tombstoned(world):
     (world["path"] / "content.json").write_text(json.dumps(rest))
     assert outcome(materialize_key(world, key))["outcome"] == "tombstoned"
     assert stored_queries(world, key) == []
+
+
+def test_the_served_content_item_runs_as_from_the_ui(world, monkeypatch):
+    """The code location's ``content_item`` (store kind, code references added when definitions
+    load) still materializes a partition through its job, and says what it writes."""
+    monkeypatch.setenv("CATALOG_STORE_URL", world["store_url"])
+    monkeypatch.setenv("SAMPLE_CONTENT_PATH", str(world["path"] / "content.json"))
+    monkeypatch.setenv("CATALOG_QUERIES_PATH", str(world["path"] / "queries.json"))
+    definitions = defs()
+    spec = next(s for s in definitions.resolve_all_asset_specs() if s.key == content_item.key)
+    assert {"kafka", "polars"} < spec.kinds
+    assert spec.metadata["dagster/table_name"] == "content_metadata"
+    course = a_course(world)
+    renamed = dict(course, title="Served", modified="2034-01-01T00:00:00Z")
+    content = [renamed if d is course else d for d in world["content"]]
+    (world["path"] / "content.json").write_text(json.dumps(content))
+    job = definitions.resolve_job_def("apply_content_item")
+    result = job.execute_in_process(partition_key=course["key"], instance=world["instance"])
+    assert outcome(result)["outcome"] == "updated"
+    with open_store(world["store_url"]) as store:
+        assert store.get_content(course["key"]).metadata["title"] == "Served"
 
 
 def test_batch_applies_many_keys_and_records_each_partition(world):

@@ -15,16 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from catalog_assets.core.content import MAX_DOCUMENT_DEPTH
+from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, document_depth
 from catalog_assets.core.discovery import (
     DiscoveryClient,
     DiscoveryError,
     UnusableDocument,
     content_key_of,
-    document_depth,
 )
 from catalog_assets.core.redaction import redact
-from catalog_assets_tests.fake_discovery import (
+from catalog_assets_tests.support.fake_discovery import (
     COURSES_PATH,
     PROGRAMS_PATH,
     SEARCH_PATH,
@@ -594,7 +593,7 @@ def test_unusable_documents_are_rejected_and_the_crawl_goes_on(fake: FakeDiscove
     assert "neither a key nor a uuid" in reasons[0]
     assert "item 3 (page 1)" in reasons[0]  # the crawl position, 1-based
     assert "'course:Nothing'" in reasons[0] and "'Keyless'" in reasons[0]
-    assert "int key (12345)" in reasons[1] and "'Integer key'" in reasons[1]
+    assert "key is 12345, not a non-empty string" in reasons[1] and "'Integer key'" in reasons[1]
     assert "NUL character" in reasons[2] and "item 14 (page 2)" in reasons[2]
     assert all(f"deeper than {MAX_DOCUMENT_DEPTH} levels" in r for r in reasons[3:5])
     assert "'Nested 3000'" in reasons[4] and "item 22 (page 3)" in reasons[4]

@@ -30,9 +30,9 @@ from catalog_assets.defs.resources import (
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import CatalogStore, open_store
-from catalog_assets_tests.expected import expected_pairs, valid_filters
-from catalog_assets_tests.fake_discovery import TOKEN_PATH, FakeDiscovery
-from catalog_assets_tests.test_bulk_assets import Lane, check, metadata
+from catalog_assets_tests.support.expected import expected_pairs, valid_filters
+from catalog_assets_tests.support.fake_discovery import TOKEN_PATH, FakeDiscovery
+from catalog_assets_tests.support.lanes import check, metadata
 
 DEEP = 500  # what broke every refresh: a filter value nested this deeply
 
@@ -45,18 +45,9 @@ def nested(depth: int) -> object:
 
 
 @pytest.fixture
-def content() -> list[dict]:
-    return generate_content(300, seed=13)
-
-
-@pytest.fixture
-def queries(content) -> dict:
-    return generate_catalog_queries(20, content, seed=13)
-
-
-@pytest.fixture
-def lane(tmp_path, store_url, content, queries) -> Lane:
-    return Lane(tmp_path, store_url, content, queries)
+def sample_seed() -> int:
+    """The data these tests were written against (conftest's `content`, `queries`, `lane`)."""
+    return 13
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:

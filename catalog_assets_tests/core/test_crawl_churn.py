@@ -19,8 +19,8 @@ from catalog_assets.core.content import MAX_DOCUMENT_DEPTH, content_key_of, utcn
 from catalog_assets.core.refresh import refresh_content
 from catalog_assets.defs.resources import DiscoveryContentSource, SampleContentSource
 from catalog_assets.store import CatalogStore, open_store
-from catalog_assets_tests.fake_discovery import SEARCH_PATH, FakeDiscovery
-from catalog_assets_tests.test_discovery import catalog, course_doc, nested_doc
+from catalog_assets_tests.core.test_discovery import catalog, course_doc, nested_doc
+from catalog_assets_tests.support.fake_discovery import SEARCH_PATH, FakeDiscovery
 
 PAGE = 100  # DiscoveryContentSource's page size: page 2 starts at item 100
 
@@ -188,7 +188,7 @@ def test_sample_source_rejects_bad_documents_and_answers_lookup_many(tmp_path: P
     ]
     assert [r.content_key for r in snapshot.rejected] == [None, None, deep["key"]]
     assert f"content file {str(path)!r} [1]" in snapshot.rejected[0].reason
-    assert "int key (7)" in snapshot.rejected[1].reason
+    assert "key is 7, not a non-empty string" in snapshot.rejected[1].reason
     assert snapshot.duplicate_keys == [docs[0]["key"]] and not snapshot.complete
     assert "repeated" in (snapshot.incomplete_reason or "")
 

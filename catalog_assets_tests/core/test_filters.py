@@ -26,9 +26,9 @@ from catalog_assets.core.filters import (
 # The reference cases come from the team's shared folder (beside the repository); a copy is kept
 # in the repository so the suite also runs on a clone that has no shared folder next to it.
 _CASES_NAME = "filter_cases_public.jsonl"
-_SHARED_CASES = Path(__file__).resolve().parents[2] / "shared" / _CASES_NAME
+_SHARED_CASES = Path(__file__).resolve().parents[3] / "shared" / _CASES_NAME
 PUBLIC_CASES = (
-    _SHARED_CASES if _SHARED_CASES.exists() else Path(__file__).parent / "data" / _CASES_NAME
+    _SHARED_CASES if _SHARED_CASES.exists() else Path(__file__).parents[1] / "data" / _CASES_NAME
 )
 
 

@@ -30,7 +30,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from catalog_assets.devtools.broker import BrokerError, LocalBroker, ensure_topics
-from catalog_assets_tests import kafka as kafka_support
+from catalog_assets_tests.support import kafka as kafka_support
 
 # Tansu answers an empty fetch only after the full fetch.wait.max.ms (default 500 ms).
 FAST_FETCH = {"fetch.wait.max.ms": 20}
