@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run dev test lint format bench bench-filters bench-refresh bench-events
+.PHONY: install run dev test lint format check-defs deploy-local bench bench-filters bench-refresh bench-events
 
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,k8s]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -43,6 +43,17 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# `dg check defs`: the definitions load and validate ([tool.dg] in pyproject.toml). VIRTUAL_ENV
+# tells dg which environment is the project's, as an activated .venv would.
+check-defs: install
+	VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/dg check defs
+
+# The production topology on this machine (docs/deployment.md): PostgreSQL, a local Kafka-compatible
+# broker, `dagster code-server start`, dagster-webserver and dagster-daemon on deploy/dagster.yaml,
+# the webserver at the URL it prints; Ctrl-C stops everything. Needs the PostgreSQL server binaries.
+deploy-local: install
+	$(BIN)/python -m catalog_assets_tests.support.topology
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -32,6 +32,7 @@ from pathlib import Path
 import psycopg2
 from confluent_kafka import Producer
 
+from catalog_assets.core.catalog_contents import AllowLists
 from catalog_assets.core.events import encode_json_event
 from catalog_assets.devtools.broker import LocalBroker, ensure_topics
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
@@ -42,6 +43,11 @@ BIN = Path(sys.executable).parent
 TOPIC = "content-metadata-changed"
 
 
+def admits(document: dict) -> bool:
+    """Whether the default allow-lists let ``document`` into the store."""
+    return AllowLists().exclusion(document) is None
+
+
 def instance_config(dagster_db_url: str) -> str:
     return f"""
 telemetry:
@@ -50,7 +56,7 @@ storage:
   postgres:
     postgres_url: "{dagster_db_url}"
 run_coordinator:
-  module: dagster._core.run_coordinator
+  module: dagster
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 4
@@ -125,7 +131,8 @@ def main() -> None:
         )  # fmt: skip
         stack.callback(lambda: os.killpg(daemon.pid, signal.SIGTERM))
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-        courses = [d for d in content if d["content_type"] == "course"]
+        # Only content the default allow-lists admit: an excluded record is never stored.
+        courses = [d for d in content if d["content_type"] == "course" and admits(d)]
         time.sleep(5)  # let the daemon start and the sensor take its first tick
 
         print(f"trickle: {args.trickle} events, one every {args.trickle_every:g} s, "
@@ -157,7 +164,7 @@ def main() -> None:
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs_before = instance.get_runs_count()
-        burst = generate_content(args.burst, seed=99)
+        burst = [d for d in generate_content(args.burst, seed=99) if admits(d)]
         keys = set()
         started = time.monotonic()
         for document in burst:

@@ -17,6 +17,7 @@ from catalog_assets.defs.metadata import for_environment, read_git_remote
 from catalog_assets.defs.resources import build_resources
 from catalog_assets.settings import Settings
 from sensors.content_events import build_content_events_sensor, build_event_resources
+from sensors.failed_runs import build_failed_event_runs_sensor
 
 
 @dg.definitions
@@ -36,7 +37,8 @@ def defs() -> dg.Definitions:
         sensors=[
             build_content_events_sensor(
                 enabled=settings.kafka_enabled, interval_seconds=settings.sensor_interval_seconds
-            )
+            ),
+            build_failed_event_runs_sensor(),
         ],
         resources={**build_resources(settings), **build_event_resources(settings)},
         # DuckDB allows one writer per file: run each run's steps in one process.

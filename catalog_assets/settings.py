@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from catalog_assets.core.catalog_contents import (
+    DEFAULT_COURSE_TYPES,
+    DEFAULT_PRODUCT_SOURCES,
+    AllowLists,
+    split_names,
+)
+from catalog_assets.core.events.schemas import RegistrySettings, url_has_credentials
 
 
 class ContentSourceKind(StrEnum):
@@ -51,10 +59,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CATALOG_QUERIES_PATH", "", "JSON file of catalog queries and enterprise catalogs"),
     Setting("CATALOG_STORE_URL", DEFAULT_STORE_URL, "`duckdb:///<path>` or `postgresql://...`"),
     Setting("FULL_REFRESH_CRON", "0 4 * * *", "the `full_refresh_schedule` (UTC)"),
+    # What a catalog admits (both lanes; enterprise-catalog's allow-lists by default)
+    Setting(
+        "CONTENT_PRODUCT_SOURCE_ALLOW_LIST",
+        ",".join(DEFAULT_PRODUCT_SOURCES),
+        "product sources stored and associated, comma-separated, compared lower-cased",
+    ),
+    Setting(
+        "CONTENT_COURSE_TYPE_ALLOW_LIST",
+        ",".join(DEFAULT_COURSE_TYPES),
+        "course types of courses stored and associated, comma-separated",
+    ),
     # The event lane
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", "the Kafka cluster; unset: the event sensor is off"),
     Setting("KAFKA_CONTENT_TOPICS", DEFAULT_TOPICS, "content topics, comma-separated"),
+    Setting(
+        "KAFKA_TOPIC_PREFIX",
+        "",
+        "prepended as `PREFIX-` to every content topic, as Open edX's `EVENT_BUS_TOPIC_PREFIX`",
+    ),
     Setting("KAFKA_SCHEMA_REGISTRY_URL", "", "Confluent schema registry for Avro writer schemas"),
+    Setting("KAFKA_SCHEMA_REGISTRY_API_KEY", "", "registry basic-auth user", secret=True),
+    Setting("KAFKA_SCHEMA_REGISTRY_API_SECRET", "", "registry basic-auth password", secret=True),
+    Setting("KAFKA_SCHEMA_REGISTRY_CA_LOCATION", "", "CA file (PEM) for the registry's TLS"),
     Setting("KAFKA_CONSUMER_GROUP", "catalog-assets", "offsets mirrored here for lag tools"),
     Setting("KAFKA_START_FROM", "earliest", "where a first start reads: `earliest` or `latest`"),
     Setting("KAFKA_SECURITY_PROTOCOL", "", "passed to the Kafka client"),
@@ -114,6 +141,7 @@ class Settings:
     max_runs_per_tick: int
     sensor_interval_seconds: int
     dagster_home: str
+    allow_lists: AllowLists = field(default_factory=AllowLists)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +166,7 @@ class Settings:
             ]
             if missing:
                 raise SettingError(f"CONTENT_SOURCE=discovery needs {', '.join(missing)}")
+        _check_registry(env)
         cron = text("FULL_REFRESH_CRON")
         if len(cron.split()) != 5:
             raise SettingError(f"FULL_REFRESH_CRON={cron!r} is not a 5-field cron expression")
@@ -153,6 +182,10 @@ class Settings:
             max_runs_per_tick=_number(text, "KAFKA_MAX_RUNS_PER_TICK", int),
             sensor_interval_seconds=_number(text, "KAFKA_SENSOR_INTERVAL_SECONDS", int),
             dagster_home=text("DAGSTER_HOME"),
+            allow_lists=AllowLists(
+                _names(text, "CONTENT_PRODUCT_SOURCE_ALLOW_LIST"),
+                _names(text, "CONTENT_COURSE_TYPE_ALLOW_LIST"),
+            ),
         )
 
     def is_set(self, name: str) -> bool:
@@ -181,7 +214,49 @@ class Settings:
         )
 
     def content_topics(self) -> list[str]:
-        return [t.strip() for t in self.value("KAFKA_CONTENT_TOPICS").split(",") if t.strip()]
+        """The topics the sensor reads: ``KAFKA_CONTENT_TOPICS``, each prefixed."""
+        return content_topics(self.value("KAFKA_CONTENT_TOPICS"), self.value("KAFKA_TOPIC_PREFIX"))
+
+    def schema_registry(self) -> RegistrySettings | None:
+        """The registry settings, for commands (the sensor resolves its own at run time); None
+        when ``KAFKA_SCHEMA_REGISTRY_URL`` is not set."""
+        get = self.env.get
+        if not get("KAFKA_SCHEMA_REGISTRY_URL"):
+            return None
+        return RegistrySettings(
+            get("KAFKA_SCHEMA_REGISTRY_URL", ""),
+            get("KAFKA_SCHEMA_REGISTRY_API_KEY", ""),
+            get("KAFKA_SCHEMA_REGISTRY_API_SECRET", ""),
+            get("KAFKA_SCHEMA_REGISTRY_CA_LOCATION", ""),
+        )
+
+
+def content_topics(topics: str, prefix: str = "") -> list[str]:
+    """Comma-separated topic names, each ``PREFIX-name`` when a prefix is set (as Open edX's
+    event-bus-kafka prefixes every topic with ``EVENT_BUS_TOPIC_PREFIX``)."""
+    prefix = prefix.strip()
+    names = [topic.strip() for topic in topics.split(",") if topic.strip()]
+    return [f"{prefix}-{name}" if prefix else name for name in names]
+
+
+def _check_registry(env: Mapping[str, str]) -> None:
+    """Registry credentials come as a pair, from their own (secret) settings, never in the URL
+    (which is printed)."""
+    key, secret = (bool(env.get(f"KAFKA_SCHEMA_REGISTRY_API_{part}")) for part in ("KEY", "SECRET"))
+    if key != secret:
+        raise SettingError(
+            "KAFKA_SCHEMA_REGISTRY_API_KEY and KAFKA_SCHEMA_REGISTRY_API_SECRET go together: "
+            "set both or neither"
+        )
+    url = env.get("KAFKA_SCHEMA_REGISTRY_URL", "").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingError("KAFKA_SCHEMA_REGISTRY_URL must start with http:// or https://")
+    if url_has_credentials(url):
+        raise SettingError(
+            "KAFKA_SCHEMA_REGISTRY_URL holds credentials (user:password@): move them to "
+            "KAFKA_SCHEMA_REGISTRY_API_KEY and KAFKA_SCHEMA_REGISTRY_API_SECRET, which are "
+            "never printed"
+        )
 
 
 def _choice(value: str, kind: type[StrEnum], name: str) -> Any:
@@ -201,3 +276,13 @@ def _number(text: Any, name: str, kind: type) -> Any:
     if number <= 0:
         raise SettingError(f"{name}={raw!r} must be greater than 0")
     return number
+
+
+def _names(text: Any, name: str) -> frozenset[str]:
+    raw = text(name)
+    try:
+        return split_names(raw, "comma-separated")
+    except ValueError:
+        raise SettingError(
+            f"{name}={raw!r} has an empty entry; give comma-separated names"
+        ) from None

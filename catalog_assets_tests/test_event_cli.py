@@ -43,7 +43,14 @@ def test_publish_sends_a_decodable_event_in_each_format(kafka_bootstrap, kafka_t
     assert [(e.content_key, e.event_type) for e in events] == [
         ("edX+DemoX", "content.deleted"),
         (run_key, "content.upserted"),
-        ("edX+DemoX", "content.upserted"),
+    ]
+    # The Open edX key as event-bus-kafka writes it: a Confluent-framed Avro string.
+    avro_key = messages[1].key()
+    assert avro_key[0] == 0 and avro_key[5:] == bytes([len(run_key) * 2]) + run_key.encode()
+    assert [name for name, _ in messages[1].headers()][:3] == [
+        "ce_specversion",
+        "content-type",
+        "ce_datacontenttype",
     ]
 
 

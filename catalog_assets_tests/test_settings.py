@@ -83,3 +83,33 @@ def test_kafka_client_config_passes_only_settings_that_are_set():
 def test_kafka_needs_bootstrap_servers(env):
     with pytest.raises(SettingError, match="KAFKA_BOOTSTRAP_SERVERS"):
         Settings.from_env(env).kafka()
+
+
+def test_the_topic_prefix_is_prepended_as_open_edx_does():
+    settings = Settings.from_env({"KAFKA_TOPIC_PREFIX": "dev"})
+    assert settings.content_topics() == [
+        "dev-course-catalog-info-changed",
+        "dev-content-metadata-changed",
+    ]
+    custom = Settings.from_env({"KAFKA_TOPIC_PREFIX": "stage", "KAFKA_CONTENT_TOPICS": "a, b"})
+    assert custom.content_topics() == ["stage-a", "stage-b"]
+
+
+def test_registry_credentials_are_a_pair_of_secrets_and_never_in_the_url():
+    base = {"KAFKA_SCHEMA_REGISTRY_URL": "https://registry.example.com"}
+    with pytest.raises(SettingError, match="set both or neither"):
+        Settings.from_env({**base, "KAFKA_SCHEMA_REGISTRY_API_KEY": "k"})
+    with pytest.raises(SettingError, match="holds credentials") as caught:
+        Settings.from_env({"KAFKA_SCHEMA_REGISTRY_URL": "https://user:pw-9931@registry:8081"})
+    assert "pw-9931" not in str(caught.value)
+    env = {**base, "KAFKA_SCHEMA_REGISTRY_API_KEY": "key", "KAFKA_SCHEMA_REGISTRY_API_SECRET": "s"}
+    settings = Settings.from_env({**env, "KAFKA_SCHEMA_REGISTRY_CA_LOCATION": "/etc/ca.pem"})
+    registry = settings.schema_registry()
+    assert registry.client_config()["basic.auth.user.info"] == "key:s"
+    assert registry.client_config()["ssl.ca.location"] == "/etc/ca.pem"
+    for name in ("KAFKA_SCHEMA_REGISTRY_API_KEY", "KAFKA_SCHEMA_REGISTRY_API_SECRET"):
+        with pytest.raises(KeyError, match="secret"):
+            settings.value(name)
+    assert Settings.from_env({}).schema_registry() is None
+    with pytest.raises(SettingError, match="must start with http"):
+        Settings.from_env({"KAFKA_SCHEMA_REGISTRY_URL": "registry:8081"})

@@ -40,6 +40,7 @@ from catalog_assets.core.events import (
     SchemaRegistryUnavailable,
     decode,
 )
+from catalog_assets.core.redaction import redact
 from catalog_assets.defs.event_assets import (
     apply_content_events,
     content_item_job,
@@ -275,20 +276,22 @@ def evaluate_tick(
         batch = source.read(offsets, limits.max_messages, limits.max_seconds)
     except KafkaException as error:
         return dg.SkipReason(
-            f"Kafka at {source.bootstrap_servers} could not be read ({error}); offsets unchanged"
+            redact(
+                f"Kafka at {source.bootstrap_servers} could not be read ({error}); "
+                "offsets unchanged"
+            )
         )
     note = f"; missing topics: {', '.join(batch.missing_topics)}" if batch.missing_topics else ""
     if not batch.messages:
         if batch.next_offsets != offsets:  # first sight of a partition: remember where it starts
             return dg.SensorResult(cursor=serialize_cursor(batch.next_offsets, generation))
-        return dg.SkipReason(f"no new content events on {source.topics}{note}")
+        return dg.SkipReason(f"no new content events on {', '.join(source.topic_list())}{note}")
 
     now = utcnow()
-    registry = SchemaRegistry(source.schema_registry_url) if source.schema_registry_url else None
     try:
-        decoded = decode_batch(batch.messages, registry, now)
-    except SchemaRegistryUnavailable as error:
-        return dg.SkipReason(f"schema registry unavailable ({error}); offsets unchanged")
+        decoded = decode_batch(batch.messages, source.registry(), now)
+    except SchemaRegistryUnavailable as error:  # refused credentials too: a setting to fix
+        return dg.SkipReason(redact(f"schema registry unavailable ({error}); offsets unchanged"))
     updates, kept = by_reference(collapse(decoded.events))
     if decoded.dead_letters or kept:
         with catalog_store.open() as store:  # stored before the cursor moves: never lost
@@ -296,8 +299,10 @@ def evaluate_tick(
             store.save_event_payloads(kept, now)
         if decoded.dead_letters:
             context.log.warning(
-                f"{len(decoded.dead_letters)} unusable messages kept in event_dead_letter "
-                f"({stored} not kept before), e.g. {decoded.dead_letters[0].error}"
+                redact(
+                    f"{len(decoded.dead_letters)} unusable messages kept in event_dead_letter "
+                    f"({stored} not kept before), e.g. {decoded.dead_letters[0].error}"
+                )
             )
     known = set(context.instance.get_dynamic_partitions(CONTENT_KEYS.name))
     new_keys = sorted({u.content_key for u in updates} - known)
@@ -310,7 +315,7 @@ def evaluate_tick(
     try:
         source.commit_to_group(batch.next_offsets)
     except KafkaException as error:  # lag reporting only; the cursor is what counts
-        context.log.warning(f"could not mirror offsets to the consumer group: {error}")
+        context.log.warning(redact(f"could not mirror offsets to the consumer group: {error}"))
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=(
@@ -357,7 +362,11 @@ def build_content_events_sensor(enabled: bool, interval_seconds: int = 5) -> dg.
 SOURCE_SETTINGS = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
     "topics": "KAFKA_CONTENT_TOPICS",
+    "topic_prefix": "KAFKA_TOPIC_PREFIX",
     "schema_registry_url": "KAFKA_SCHEMA_REGISTRY_URL",
+    "schema_registry_api_key": "KAFKA_SCHEMA_REGISTRY_API_KEY",
+    "schema_registry_api_secret": "KAFKA_SCHEMA_REGISTRY_API_SECRET",
+    "schema_registry_ca_location": "KAFKA_SCHEMA_REGISTRY_CA_LOCATION",
     "consumer_group": "KAFKA_CONSUMER_GROUP",
     "start_from": "KAFKA_START_FROM",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL",

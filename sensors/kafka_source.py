@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 from pydantic import Field
 
-from catalog_assets.core.events import RawMessage
-from catalog_assets.settings import DEFAULT_TOPICS, KafkaSettings
+from catalog_assets.core.events import RawMessage, RegistrySettings, SchemaRegistry, schema_registry
+from catalog_assets.core.redaction import remember_secret
+from catalog_assets.settings import DEFAULT_TOPICS, KafkaSettings, content_topics
 
 Offsets = dict[str, dict[int, int]]
 
@@ -36,7 +37,15 @@ class KafkaEventSource(dg.ConfigurableResource):
 
     bootstrap_servers: str = Field(default="", description="KAFKA_BOOTSTRAP_SERVERS")
     topics: str = Field(default=DEFAULT_TOPICS, description="KAFKA_CONTENT_TOPICS, comma-separated")
+    topic_prefix: str = Field(default="", description="KAFKA_TOPIC_PREFIX: topics are PREFIX-name")
     schema_registry_url: str = Field(default="", description="KAFKA_SCHEMA_REGISTRY_URL")
+    schema_registry_api_key: str = Field(default="", description="KAFKA_SCHEMA_REGISTRY_API_KEY")
+    schema_registry_api_secret: str = Field(
+        default="", description="KAFKA_SCHEMA_REGISTRY_API_SECRET"
+    )
+    schema_registry_ca_location: str = Field(
+        default="", description="KAFKA_SCHEMA_REGISTRY_CA_LOCATION"
+    )
     consumer_group: str = Field(default="catalog-assets", description="KAFKA_CONSUMER_GROUP")
     start_from: str = Field(default="earliest", description="earliest or latest, on first start")
     security_protocol: str = ""
@@ -51,9 +60,25 @@ class KafkaEventSource(dg.ConfigurableResource):
         return bool(self.bootstrap_servers)
 
     def topic_list(self) -> list[str]:
-        return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
+        """The topics read: ``topics``, each ``PREFIX-name`` when ``topic_prefix`` is set."""
+        return content_topics(self.topics, self.topic_prefix)
+
+    def registry(self) -> SchemaRegistry | None:
+        """The process's registry client (one per process and settings), or None when no
+        registry is configured (the bundled schemas are used)."""
+        if not self.schema_registry_url:
+            return None
+        return schema_registry(
+            RegistrySettings(
+                self.schema_registry_url,
+                self.schema_registry_api_key,
+                self.schema_registry_api_secret,
+                self.schema_registry_ca_location,
+            )
+        )
 
     def client_config(self) -> dict[str, str]:
+        remember_secret(self.sasl_password)
         return KafkaSettings(
             self.bootstrap_servers,
             self.security_protocol,

@@ -13,16 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog_assets.cli.catalog import (
+    EXIT_HELP,
+    catalogs_for,
+    contains,
+    contents_of,
+    explain,
+    related,
+)
 from catalog_assets.cli.common import PROG
 from catalog_assets.cli.events import broker, publish, replay, since
 from catalog_assets.cli.refresh import OVERRIDES, refresh
-from catalog_assets.cli.store import (
-    catalogs_for,
-    contents_of,
-    dead_letters_list,
-    dead_letters_replay,
-    migrate,
-)
+from catalog_assets.cli.store import dead_letters_list, dead_letters_replay, migrate
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "catalogs-for",
         "which catalogs contain a course, run, program or pathway",
-        "List the enterprise catalogs and catalog queries whose content includes a content key.",
+        "List the enterprise catalogs and catalog queries whose content includes a content key,\n"
+        "each with the rule that puts it there: its own record is associated, or it is the\n"
+        "course of an associated run, or a run whose course is associated.\n\n" + EXIT_HELP,
         catalogs_for,
         args=(
             arg("content_key", metavar="CONTENT_KEY", help="e.g. edX+DemoX or a program uuid"),
@@ -98,12 +102,69 @@ COMMANDS: tuple[Command, ...] = (
         "contents-of",
         "what a catalog query or enterprise catalog contains",
         "List the content of a catalog query or of an enterprise catalog, tombstoned records\n"
-        "included (marked deleted).",
+        "included (marked deleted).\n\n" + EXIT_HELP,
         contents_of,
         args=(
             arg("uuid", metavar="UUID", help="a catalog query's or enterprise catalog's uuid"),
             JSON_OUTPUT,
         ),
+    ),
+    Command(
+        "contains",
+        "whether a catalog contains any of some keys",
+        "Answer as enterprise-catalog's contains_content_items does: whether the catalog holds\n"
+        "any of the keys (a course key also matches a catalog of its runs, a run key a catalog\n"
+        'of its course). Prints each key\'s answer, then {"contains_content_items": true|false}.\n'
+        "Exits 0 when it contains one, 1 when it contains none, 2 for an unknown catalog.",
+        contains,
+        args=(
+            arg(
+                "catalog_uuid",
+                metavar="CATALOG_UUID",
+                help="an enterprise catalog's or a catalog query's uuid",
+            ),
+            arg(
+                "content_keys",
+                nargs="+",
+                metavar="KEY",
+                help="course keys, course run keys or program uuids",
+            ),
+            arg("--json", action="store_true", help="print only the API's JSON answer"),
+        ),
+        examples=("contains CATALOG_UUID edX+DemoX course-v1:edX+DemoX+2026",),
+    ),
+    Command(
+        "related",
+        "what content a course, program or pathway is linked with",
+        "List the links between content, both ways: a course's programs, a program's courses,\n"
+        "a visible active learner pathway's programs and courses (table content_relation).\n\n"
+        + EXIT_HELP,
+        related,
+        args=(
+            arg("content_key", metavar="CONTENT_KEY", help="e.g. edX+DemoX or a program uuid"),
+            JSON_OUTPUT,
+        ),
+    ),
+    Command(
+        "explain",
+        "why a key is or is not in a catalog",
+        "Explain the stored record's verdict: each filter key with its operator, the filter's\n"
+        "value, the record's value and pass or fail, in the order the filter engine evaluates\n"
+        "them; then the allow-lists, forced-course and membership verdicts, and the answer,\n"
+        "which is what the store holds (it says so when the rules disagree with the store).\n"
+        "Exits 0 when the key is in the catalog, 1 when it is not, 2 for an unknown uuid, 3 for\n"
+        "an unknown content key.",
+        explain,
+        args=(
+            arg(
+                "uuid",
+                metavar="QUERY_OR_CATALOG_UUID",
+                help="a catalog query's or enterprise catalog's uuid",
+            ),
+            arg("content_key", metavar="CONTENT_KEY", help="e.g. edX+DemoX or a program uuid"),
+            JSON_OUTPUT,
+        ),
+        examples=("explain CATALOG_UUID edX+DemoX",),
     ),
     Command(
         "dead-letters",
@@ -159,7 +220,9 @@ COMMANDS: tuple[Command, ...] = (
         "publish",
         "send one test content event to Kafka",
         "Publish one content event to KAFKA_BOOTSTRAP_SERVERS, as JSON (content.upserted or\n"
-        "content.deleted) or as the Open edX event bus's Avro catalog_info.changed event.",
+        "content.deleted) or as the Open edX event bus sends catalog_info.changed: Avro key and\n"
+        "value in Confluent framing, CloudEvent headers, schemas registered in\n"
+        "KAFKA_SCHEMA_REGISTRY_URL when it is set.",
         publish,
         args=(
             arg(
@@ -185,7 +248,7 @@ COMMANDS: tuple[Command, ...] = (
                 "--topic",
                 metavar="TOPIC",
                 help="default: content-metadata-changed (json), course-catalog-info-changed "
-                "(openedx)",
+                "(openedx), as PREFIX-name when KAFKA_TOPIC_PREFIX is set",
             ),
         ),
         examples=("publish edX+DemoX", "publish course-v1:edX+DemoX+2026 --format openedx"),
@@ -240,7 +303,9 @@ EPILOG = (
     "CONTENT_SOURCE, DAGSTER_HOME, KAFKA_BOOTSTRAP_SERVERS and others.\n"
     f"Run '{PROG} COMMAND --help' for a command's arguments.\n\n"
     "exit status: 0 done; 1 the work failed (a failed run, an event not applied);\n"
-    "2 bad usage or setup (one line on stderr)."
+    "2 bad usage or setup (one line on stderr). The lookups say what they found:\n"
+    "1 nothing, 2 an unknown uuid, 3 an unknown content key, 4 and 5 an invalid catalog query\n"
+    "(each command's help has the details)."
 )
 
 

@@ -20,30 +20,40 @@ def broker(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
+    """Send one test event; ``--format openedx`` as edx-event-bus-kafka sends it (Avro key and
+    value, Confluent framing, CloudEvent headers; schemas registered when a registry is set)."""
     from confluent_kafka import Producer
 
-    from catalog_assets.core.events import encode_json_event
-    from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
+    from catalog_assets.core.events import encode_json_event, schema_registry
+    from catalog_assets.core.redaction import redact
+    from catalog_assets.devtools.encoders import catalog_info_changed_message, full_topic
     from catalog_assets.settings import Settings
 
+    settings = Settings.from_env()
+    prefix = settings.value("KAFKA_TOPIC_PREFIX")
     if args.format == "openedx":
         if args.delete or args.metadata:
             raise ValueError("--delete and --metadata apply to --format json only")
-        topic = args.topic or "course-catalog-info-changed"
-        value, headers = encode_openedx_catalog_info_changed(args.content_key)
-        key = args.content_key.encode()
+        topic = args.topic or full_topic("course-catalog-info-changed", prefix)
+        registry = settings.schema_registry()
+        message = catalog_info_changed_message(
+            args.content_key,
+            topic=topic,
+            registry=schema_registry(registry) if registry else None,
+        )
+        key, value, headers = message.key, message.value, message.headers
     else:
-        topic = args.topic or "content-metadata-changed"
+        topic = args.topic or full_topic("content-metadata-changed", prefix)
         metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else None
         event_type = "content.deleted" if args.delete else "content.upserted"
         key, value = encode_json_event(
             args.content_key, args.content_type, event_type=event_type, metadata=metadata
         )
         headers = None
-    producer = Producer(Settings.from_env().kafka().client_config())
+    producer = Producer(settings.kafka().client_config())
     producer.produce(topic, key=key, value=value, headers=headers)
     if producer.flush(15):
-        print_error(args.command, f"could not deliver to {topic} within 15 s")
+        print_error(args.command, redact(f"could not deliver to {topic} within 15 s"))
         return 1
     print(f"published a {args.format} event for {args.content_key} to {topic}")
     return 0

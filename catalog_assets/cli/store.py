@@ -1,41 +1,12 @@
-"""Commands on the catalog store: lookups, migrate, and the event lane's dead letters."""
+"""Commands on the catalog store: migrate, and the event lane's dead letters (the lookups are
+in ``catalog.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
-from typing import Any
 
 from catalog_assets.cli.common import one_line, print_error, print_rows, resolved
-
-
-def _print_lookup(
-    rows: list[dict[str, Any]], columns: Sequence[str], value: str, as_json: bool
-) -> int:
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    elif rows:
-        print_rows(rows, columns)
-    else:
-        print(f"Nothing found for {value!r}.")
-    return 0
-
-
-def catalogs_for(args: argparse.Namespace) -> int:
-    from catalog_assets.core import lookup
-
-    rows = lookup.catalogs_for(args.content_key)
-    columns = ("catalog_query_uuid", "catalog_query_title", "catalog_uuid", "catalog_title")
-    return _print_lookup(rows, columns, args.content_key, args.json)
-
-
-def contents_of(args: argparse.Namespace) -> int:
-    from catalog_assets.core import lookup
-
-    rows = lookup.contents_of(args.uuid)
-    columns = ("content_key", "content_type", "title", "deleted")
-    return _print_lookup(rows, columns, args.uuid, args.json)
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -79,10 +50,10 @@ def dead_letters_list(args: argparse.Namespace) -> int:
 def dead_letters_replay(args: argparse.Namespace) -> int:
     from catalog_assets.core import dead_letters as letters
     from catalog_assets.core.content import utcnow
-    from catalog_assets.core.events import SchemaRegistry
+    from catalog_assets.core.events import schema_registry
     from catalog_assets.settings import Settings
 
-    registry_url = Settings.from_env().value("KAFKA_SCHEMA_REGISTRY_URL")
+    registry = Settings.from_env().schema_registry()
     with resolved("catalog_store").open() as store:
         try:
             report = letters.replay(
@@ -90,7 +61,7 @@ def dead_letters_replay(args: argparse.Namespace) -> int:
                 resolved("content_source"),
                 utcnow(),
                 ids=args.ids or None,
-                registry=SchemaRegistry(registry_url) if registry_url else None,
+                registry=schema_registry(registry) if registry else None,
             )
         except ValueError as error:  # ids that name no dead letter waiting to be replayed
             print_error(args.command, error)

@@ -146,6 +146,16 @@ def content_key_of(document: Mapping[str, Any]) -> str:
     )
 
 
+def content_type_of(document: Mapping[str, Any]) -> Any:
+    """A document's content type: its ``aggregation_key`` prefix (``course:KEY``), else its
+    ``content_type`` field (not necessarily a string: ``content_record`` checks)."""
+    aggregation_key = document.get("aggregation_key")
+    if not isinstance(aggregation_key, str):  # only a "type:key" string says anything
+        aggregation_key = ""
+    prefix, colon, _ = aggregation_key.partition(":")
+    return prefix if colon and prefix else document.get("content_type")
+
+
 def content_record(document: Mapping[str, Any]) -> ContentRecord:
     """The record for a course-discovery search document (possibly merged with its full record).
 
@@ -161,8 +171,8 @@ def content_record(document: Mapping[str, Any]) -> ContentRecord:
     aggregation_key = document.get("aggregation_key")
     if not isinstance(aggregation_key, str):  # only a "type:key" string says anything
         aggregation_key = ""
-    prefix, colon, suffix = aggregation_key.partition(":")
-    content_type = prefix if colon and prefix else document.get("content_type")
+    suffix = aggregation_key.partition(":")[2]
+    content_type = content_type_of(document)
     if not content_type:
         raise ValueError(
             f"content document {content_key!r} has no content type ({document_identity(document)})"

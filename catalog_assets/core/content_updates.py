@@ -6,7 +6,12 @@ take the full record from the event, or fetch it through the content source's si
 upsert it, or tombstone it when the event is a deletion or the source no longer has it; then
 evaluate every valid catalog query against what the store now holds for the key (in bulk, for
 all keys of a batch at once) and replace that key's rows in ``catalog_query_content``.
-Applying the same update twice changes nothing.
+Applying the same update twice changes nothing. The catalog rules of
+``core.catalog_contents`` (allow-lists, forced courses, declared links) apply in the same
+transaction, as in the bulk lane.
+
+Longer than most modules, on purpose: one batch is one transaction whose steps (plan, fetch,
+write, the catalog rules, associations) share its plans and outcomes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from catalog_assets.core.content import content_record, parse_modified
+from catalog_assets.core.catalog_contents import (
+    AllowLists,
+    Exclusion,
+    declared_relations,
+    forcing_queries,
+    marked_if_forced,
+)
+from catalog_assets.core.content import content_record, content_type_of, parse_modified
+from catalog_assets.core.events.decoding import parse_course_run_key
 from catalog_assets.core.filters import evaluate
 from catalog_assets.core.refresh import RECORD_KEY, usable_filters
 from catalog_assets.core.sources import ContentSource
@@ -43,6 +56,9 @@ class ContentUpdate:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    # Set (to the run's key) on a course refreshed because one of its runs was fetched: it is
+    # upserted when the source has it and left alone when not, never tombstoned on a run's say.
+    course_of: str | None = None
 
     def to_config(self) -> dict[str, Any]:
         """The run-config form (``ContentUpdateConfig``): JSON-friendly values only."""
@@ -87,12 +103,14 @@ class Outcome(StrEnum):
     TOMBSTONED = "tombstoned"
     GONE = "gone"  # already absent or deleted
     REJECTED = "rejected"  # nothing written; the update becomes a dead letter
+    EXCLUDED = "excluded"  # the allow-lists keep the record out: tombstoned if it was live
 
 
 @dataclass
 class AppliedUpdate:
     """What happened to one key: ``outcome`` is inserted, updated, unchanged, stale,
-    tombstoned, gone (already absent or deleted), or rejected (with ``error``)."""
+    tombstoned, gone (already absent or deleted), rejected (with ``error``), or excluded (with
+    the allow-list's reason in ``error``)."""
 
     content_key: str
     outcome: Outcome
@@ -101,6 +119,7 @@ class AppliedUpdate:
     removed: int = 0
     error: str | None = None
     event_ids: tuple[str, ...] = ()
+    course_of: str | None = None  # a course refreshed for this fetched run
 
 
 def guess_content_type(content_key: str, store: CatalogStore) -> list[str]:
@@ -143,6 +162,70 @@ def _plan(update: ContentUpdate, source: ContentSource, store: CatalogStore) -> 
         return _Plan(update)
     fetched = _fetch(update, source, store)
     return _Plan(update, fetched, fetch_found_nothing=fetched is None)
+
+
+def _is_run(plan: _Plan) -> bool:
+    update = plan.update
+    if update.content_type:
+        return update.content_type == "courserun"
+    fetched_type = content_type_of(plan.fetched) if plan.fetched is not None else None
+    return fetched_type == "courserun" or parse_course_run_key(update.content_key) is not None
+
+
+def _courses_of_run(plan: _Plan, store: CatalogStore) -> list[str]:
+    """The courses a fetched run concerns, first the one course-discovery files it under (its
+    record's ``aggregation_key``, else its ``course`` field), then the one its key suggests and
+    the one the store filed it under, when they differ: a run moved between courses changes
+    both."""
+    named = None
+    if plan.fetched is not None:
+        prefix, _, course = str(plan.fetched.get("aggregation_key") or "").partition(":")
+        named = course if prefix == "courserun" and course else None
+        if named is None and isinstance(plan.fetched.get("course"), str):
+            named = plan.fetched["course"]
+    parts = parse_course_run_key(plan.update.content_key)
+    derived = f"{parts[0]}+{parts[1]}" if parts else None
+    stored = store.get_content(plan.update.content_key)
+    filed = stored.parent_content_key if stored is not None else None
+    return [key for key in dict.fromkeys((named, derived, filed)) if key]
+
+
+def _course_plans(
+    plans: Sequence[_Plan], source: ContentSource, store: CatalogStore, taken: set[str]
+) -> tuple[list[_Plan], dict[str, AppliedUpdate]]:
+    """Plans refreshing the courses of the runs fetched in ``plans`` (those not updated in
+    their own right): a course the source has is upserted; one it does not have is left as it
+    is. A course whose document cannot be used comes back rejected."""
+    wanted: dict[str, ContentUpdate] = {}
+    for plan in plans:
+        fetched = plan.fetched is not None or plan.fetch_found_nothing
+        if plan.update.deleted or not fetched or not _is_run(plan):
+            continue
+        for course in _courses_of_run(plan, store):
+            if course not in taken and course not in wanted:
+                wanted[course] = ContentUpdate(
+                    course,
+                    "course",
+                    event_ids=plan.update.event_ids,
+                    course_of=plan.update.content_key,
+                )
+    if not wanted:
+        return [], {}
+    rejected: dict[str, AppliedUpdate] = {}
+    try:
+        found = source.lookup_many(dict.fromkeys(wanted, "course"))
+    except ValueError:  # one unusable document: ask one course at a time to find it
+        found = {}
+        for key, update in wanted.items():
+            try:
+                record = source.lookup(key, "course")
+            except ValueError as error:
+                rejected[key] = _rejected(update, str(error))
+                rejected[key].course_of = update.course_of
+                continue
+            if record is not None:
+                found[key] = record
+    return [_Plan(wanted[key], fetched=record) for key, record in found.items()], rejected
 
 
 def _write(plan: _Plan, store: CatalogStore, now: datetime) -> Outcome:
@@ -203,6 +286,10 @@ def _apply_together(
     applied: dict[str, AppliedUpdate] = {}
     with store.transaction():
         store.lock_writers()
+        queries = store.catalog_queries()
+        valid, filters = usable_filters(queries)
+        kept_uuids = {q.uuid for q in queries} - valid.keys()
+        forcing = forcing_queries(filters)
         # Each key's queries before: a tombstone drops its pairs as it is written.
         before = {
             plan.update.content_key: set(store.associations_of(plan.update.content_key))
@@ -210,17 +297,15 @@ def _apply_together(
         }
         for plan in plans:
             update = plan.update
+            plan, exclusion = _screened(plan, store.allow_lists, forcing)
             try:
                 outcome = _write(plan, store, now)
             except ValueError as error:  # raised before this key wrote anything
                 applied[update.content_key] = _rejected(update, str(error))
                 continue
-            applied[update.content_key] = AppliedUpdate(
-                update.content_key, outcome, event_ids=update.event_ids
+            applied[update.content_key] = _excluded(
+                AppliedUpdate(update.content_key, outcome, event_ids=update.event_ids), exclusion
             )
-        queries = store.catalog_queries()
-        valid, filters = usable_filters(queries)
-        kept_uuids = {q.uuid for q in queries} - valid.keys()
         live = {}
         for key in applied:
             stored = store.get_content(key)
@@ -236,17 +321,62 @@ def _apply_together(
             # Invalid queries keep their rows from their last valid evaluation, as in the bulk
             # lane.
             kept = set(store.associations_of(key)) & kept_uuids if key in live else set()
-            result.queries = sorted({*queries_by_key.get(key, []), *kept})
+            forced = forcing.get(key, []) if key in live else []
+            result.queries = sorted({*queries_by_key.get(key, []), *kept, *forced})
             store.replace_content_associations(key, result.queries, now)
             result.added = len(set(result.queries) - before[key])
             result.removed = len(before[key] - set(result.queries))
+        # Each written key's declared links, from what the store now holds (none once gone).
+        written = [key for key, result in applied.items() if result.outcome != Outcome.REJECTED]
+        relations = declared_relations({key: live[key] for key in written if key in live})
+        store.replace_relations(relations, written)
     return applied
+
+
+def _screened(
+    plan: _Plan, allow: AllowLists, forcing: dict[str, list[str]]
+) -> tuple[_Plan, tuple[Exclusion, str] | None]:
+    """The plan under the catalog rules, as the bulk lane applies them: a forced course's
+    records marked forced, and its deletion undated (so the next full refresh restores it if
+    course-discovery still has it); a record the allow-lists exclude becomes a tombstone dated
+    by that record (an older admitted record stays stale), with the reason."""
+    update = plan.update
+    if update.deleted:
+        forced = update.content_key in forcing
+        return (replace(plan, update=replace(update, time=None)) if forced else plan), None
+    metadata, fetched = (
+        marked_if_forced(r, forcing) if r is not None else None
+        for r in (update.metadata, plan.fetched)
+    )
+    current = fetched if fetched is not None else metadata
+    if current is None or (current.get("key") or current.get("uuid")) != update.content_key:
+        return plan, None  # nothing to screen, or a record that `_upsert` rejects
+    exclusion = allow.exclusion(current)
+    if exclusion is not None:
+        time = parse_modified(current.get("modified")) or update.time
+        tombstone = replace(update, deleted=True, time=time, metadata=None, also_fetch=False)
+        return replace(plan, update=tombstone, fetched=None, fetch_found_nothing=False), exclusion
+    if metadata is not None and allow.exclusion(metadata) is not None:
+        metadata = None  # an excluded event record must not be written before the fetched one
+    return replace(plan, update=replace(update, metadata=metadata), fetched=fetched), None
+
+
+def _excluded(result: AppliedUpdate, exclusion: tuple[Exclusion, str] | None) -> AppliedUpdate:
+    """An excluded record's outcome says so (a stale one stays stale: nothing was written)."""
+    if exclusion is None or result.outcome not in (Outcome.TOMBSTONED, Outcome.GONE):
+        return result
+    result.outcome, (reason, value) = Outcome.EXCLUDED, exclusion
+    result.error = f"excluded by the allow-lists: {reason} {value}"
+    return result
 
 
 def apply_updates(
     updates: Sequence[ContentUpdate], source: ContentSource, store: CatalogStore, now: datetime
 ) -> list[AppliedUpdate]:
     """Apply updates (one per content key) and re-evaluate every valid query for their keys.
+
+    A course run fetched from the source also refreshes its courses (``_courses_of_run``): the
+    results include those, marked ``course_of`` the run.
 
     A key's record and its associations are written in one transaction: no reader ever sees
     new content with old catalog memberships. When a key's associations cannot be computed,
@@ -259,7 +389,12 @@ def apply_updates(
             plans.append(_plan(update, source, store))
         except ValueError as error:
             rejected[update.content_key] = _rejected(update, str(error))
-    return [*_apply_plans(plans, store, now).values(), *rejected.values()]
+    courses, unusable = _course_plans(plans, source, store, {u.content_key for u in updates})
+    applied = _apply_plans([*plans, *courses], store, now)
+    for plan in courses:
+        if plan.update.content_key in applied:
+            applied[plan.update.content_key].course_of = plan.update.course_of
+    return [*applied.values(), *rejected.values(), *unusable.values()]
 
 
 def _apply_plans(

@@ -21,7 +21,9 @@ from catalog_assets.core.events import (
     RawMessage,
     SchemaRegistry,
     decode,
+    encode_json_event,
 )
+from catalog_assets.core.redaction import redact
 from catalog_assets.core.sources import ContentSource
 from catalog_assets.store import CatalogStore, DeadLetter
 
@@ -53,6 +55,30 @@ def dead_letter(message: RawMessage, error: str, now: datetime) -> DeadLetter:
         headers=headers_json(message.headers),
         value=message.value,
         error=error,
+        received_at=now,
+    )
+
+
+def update_dead_letter(update: ContentUpdate, error: str, now: datetime) -> DeadLetter:
+    """An update that could not be applied, kept as the JSON content event it amounts to (at
+    its latest event's Kafka coordinates), so that ``replay`` applies it once the cause is
+    fixed: an upsert without a record fetches the current one."""
+    key, value = encode_json_event(
+        update.content_key,
+        update.content_type or "course",
+        event_type=EventType.DELETED if update.deleted else EventType.UPSERTED,
+        metadata=update.metadata,
+        event_id=",".join(update.event_ids) or None,
+        time=update.time,
+    )
+    return DeadLetter(
+        topic=update.topic,
+        partition=update.partition,
+        offset=update.offset,
+        key=key,
+        headers=None,
+        value=value,
+        error=redact(error),
         received_at=now,
     )
 
@@ -150,9 +176,12 @@ def replay(
             continue
         events.extend(decoded)
         replayable.append((letter.id, [event.content_key for event in decoded]))
-    outcomes = {a.content_key: a for a in apply_updates(collapse(events), source, store, now)}
+    applied = apply_updates(collapse(events), source, store, now)
+    outcomes = {a.content_key: a for a in applied}
     done = []
-    for letter_id, keys in replayable:
+    for letter_id, named in replayable:
+        # A run's letter also refreshed the run's courses (those the source has).
+        keys = [*named, *(a.content_key for a in applied if a.course_of in named)]
         errors = [outcomes[k].error for k in keys if outcomes[k].outcome == "rejected"]
         if errors:
             report.append(Replayed(letter_id, f"still rejected: {errors[0]}"))

@@ -54,13 +54,20 @@ LOOKUP_FIELDS: dict[str, str] = {
     "program": "uuid",
     "learnerpathway": "uuid",
 }
+# What enterprise-catalog asks of ``search/all/``, for crawls and lookups alike: without the
+# first, course-discovery returns expired course runs; without the second, it leaves learner
+# pathways out. An expired run then vanishes from the crawl and the lookup, and is tombstoned.
+SEARCH_PARAMS: dict[str, str] = {
+    "exclude_expired_course_run": "True",
+    "include_learner_pathways": "True",
+}
 # Network failures worth another attempt; anything else from requests is a bug or a config error.
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-_BODY_SNIPPET = 200
+_BODY_SNIPPET = 300  # room for an error page that echoes a search request line (SEARCH_PARAMS)
 _REDACT_SCAN = 65_536  # redact this much of a body before cutting the snippet, never a half secret
 _PARSE_RECURSION_LIMIT = 20_000
 """How deep a reply may nest and still parse: json's C parser recurses once per level and stops
@@ -172,7 +179,7 @@ class DiscoveryClient:
         """
         self.last_crawl_duplicates = []
         self.last_crawl_rejected = []
-        query = urlencode({"page": 1, "page_size": self._page_size})
+        query = urlencode({"page": 1, "page_size": self._page_size, **SEARCH_PARAMS})
         documents: dict[str, dict[str, Any]] = {}
         duplicates: list[str] = []
         rejected: list[RejectedDocument] = []
@@ -231,6 +238,12 @@ class DiscoveryClient:
                             continue  # not asked for: never let it overwrite another item
                         records[identifiers[identifier]] = record
         return records
+
+    def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The full records (``GET courses/?keys=``, ``batch_size`` keys a call) of the courses
+        ``keys`` names, keyed by course key, whether ``search/all`` lists them or not (a forced
+        course may be unlisted). A key course-discovery does not return is absent."""
+        return self.fetch_full_records({"content_type": "course", "key": key} for key in keys)
 
     def crawl_records(self) -> list[dict[str, Any]]:
         """The crawl with each document updated by its full record (the full record wins).
@@ -339,7 +352,7 @@ class DiscoveryClient:
         have been skipped: raise rather than call it gone.
         """
         page_size = max(self._page_size, self._batch_size)
-        url = f"{self.api_url}search/all/?{urlencode({'page_size': page_size})}"
+        url = f"{self.api_url}search/all/?{urlencode({'page_size': page_size, **SEARCH_PARAMS})}"
         matches: dict[str, dict[str, Any]] = {}
         counts: set[Any] = set()
         received = 0

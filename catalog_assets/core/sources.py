@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,7 @@ from catalog_assets.core.content import (
     ContentSnapshot,
     RejectedDocument,
     content_key_of,
+    content_type_of,
     screen_document,
     utcnow,
 )
@@ -53,6 +54,11 @@ class ContentSource(Protocol):
         """``{content_key: content_type}`` in; the current record of each key the source still
         has out. A key missing from the answer is confirmed gone; raise rather than answer
         partially (``catalog_assets.core.content.ContentLookup``)."""
+        ...
+
+    def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The records of these course keys, listed by ``fetch_all`` or not (a course a catalog
+        query forces in may be unlisted); a key the source does not have is absent."""
         ...
 
 
@@ -146,6 +152,15 @@ class SampleContent:
             found[raw] = document
         return found
 
+    def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The file's course documents with these keys (the file lists every course it has)."""
+        wanted = set(keys)
+        return {
+            document["key"]: document
+            for document in self._documents()
+            if document.get("key") in wanted and content_type_of(document) == "course"
+        }
+
 
 @dataclass(frozen=True)
 class DiscoveryContent:
@@ -200,6 +215,10 @@ class DiscoveryContent:
     def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         with self.client() as client:
             return client.lookup_many(keys)
+
+    def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        with self.client() as client:
+            return client.fetch_courses(keys)
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,19 @@ data-quality findings that are known while materializing come back as asset chec
 (the specs are in ``checks.py``). What the UI shows about each asset is in ``metadata.py``.
 """
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 from pydantic import Field
 
+from catalog_assets.core.catalog_contents import Excluded, Exclusion
 from catalog_assets.core.content import utcnow
 from catalog_assets.core.refresh import (
     GuardrailTripped,
     HoldRule,
     Timer,
+    forced_courses,
     refresh_associations,
     refresh_content,
     sync_catalog_queries,
@@ -30,8 +33,10 @@ from catalog_assets.defs.metadata import (
     lane_tags,
     table_metadata,
 )
+from catalog_assets.defs.partition_status import record_partition_status
 from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
+    STORE_POOL,
     CatalogQuerySource,
     CatalogStoreResource,
     ContentSourceResource,
@@ -75,6 +80,7 @@ class QueryRefreshConfig(dg.Config):
     owners=OWNERS,
     kinds=KINDS,
     tags=lane_tags("bulk"),
+    pool=STORE_POOL,
     metadata=table_metadata("catalog_query", "enterprise_catalog"),
 )
 def catalog_queries(
@@ -149,18 +155,22 @@ def sync_content_partitions(instance: dg.DagsterInstance, live_keys: list[str]) 
         "All content from its source of truth (course-discovery or the sample), fetched once "
         "and diffed against the store: new records inserted, changed ones updated, confirmed "
         "vanished ones tombstoned (with their associations). A stale record never overwrites "
-        "a newer one; one `content_item` partition is kept per live key.",
+        "a newer one; one `content_item` partition is kept per live key. Records the "
+        "allow-lists exclude are not stored (tombstoned if live); courses a catalog query "
+        "forces in are fetched by key when the crawl lacks them.",
         ["content_metadata", "catalog_query_content"],
     ),
     owners=OWNERS,
     kinds=KINDS,
     tags=lane_tags("bulk"),
+    pool=STORE_POOL,
     metadata=table_metadata("content_metadata", "catalog_query_content"),
 )
 def content_metadata(
     context: dg.AssetExecutionContext,
     config: ContentRefreshConfig,
     content_source: ContentSourceResource,
+    catalog_query_source: CatalogQuerySource,
     catalog_store: CatalogStoreResource,
 ) -> dg.MaterializeResult:
     """All content from its source of truth: new records inserted, changed ones updated,
@@ -169,12 +179,18 @@ def content_metadata(
     with timer.phase("fetch"):
         snapshot = content_source.fetch_all()
     with catalog_store.open() as store:
+        forced = forced_courses(
+            [query.content_filter for query in store.catalog_queries() if query.is_valid],
+            listing_filters(catalog_query_source),
+        )
         try:
             report = refresh_content(
                 snapshot,
                 store,
                 utcnow(),
                 lookup=content_source,
+                courses=content_source,
+                forced=forced,
                 max_tombstone_share=config.max_tombstone_share,
                 confirm_mass_tombstone=config.confirm_mass_tombstone,
                 timer=timer,
@@ -184,11 +200,20 @@ def content_metadata(
         with timer.phase("partitions"):
             live = [key for key, state in store.content_state().items() if not state.deleted]
             partitions_added, partitions_removed = sync_content_partitions(context.instance, live)
+        with timer.phase("partition_status"):  # the UI's partition status follows the store
+            recorded, record_runs = record_partition_status(
+                context, [*report.written.inserted, *report.written.updated], live
+            )
     written = report.written
     for problem in report.rejected[:20]:
         context.log.warning(f"content document rejected: {problem.reason}")
     if report.incomplete_reason:
         context.log.warning(f"the source shifted while it was read: {report.incomplete_reason}")
+    if report.forced_not_found:
+        context.log.warning(
+            f"{len(report.forced_not_found)} courses forced in by catalog queries are not in the "
+            f"content source, e.g. {report.forced_not_found[:5]}"
+        )
     changed = [("inserted", k) for k in written.inserted[:10]]
     changed += [("updated", k) for k in written.updated[:10]]
     changed += [("tombstoned", k) for k in written.tombstoned[:10]]
@@ -206,8 +231,22 @@ def content_metadata(
             "associations_removed_with_tombstones": written.associations_removed,
             "partitions_added": partitions_added,
             "partitions_removed": partitions_removed,
+            "partitions_recorded": recorded,
+            "partition_record_runs": record_runs,
             "source_requests": report.request_count,
+            **exclusion_counts(report.excluded),
+            "forced_courses": len(report.forced),
+            "forced_courses_unlisted": len(report.forced_unlisted),
+            "forced_courses_not_found": len(report.forced_not_found),
             **phase_seconds(timer.seconds),
+            "exclusions_preview": dg.MetadataValue.md(
+                markdown_table(
+                    ["reason", "value", "content_key"],
+                    [[e.reason, e.value, e.content_key] for e in report.excluded[:10]],
+                )
+                if report.excluded
+                else "None."
+            ),
             "changes_preview": dg.MetadataValue.md(
                 markdown_table(["change", "content_key"], [list(row) for row in changed])
                 if changed
@@ -219,6 +258,22 @@ def content_metadata(
             checks.rejected_documents_result(report.rejected),
         ],
     )
+
+
+def listing_filters(source: CatalogQuerySource) -> list:
+    """The filters of the catalog query listing, for the courses they force in; none when the
+    listing cannot be read (``catalog_queries`` fails on it and says why)."""
+    try:
+        return [query["content_filter"] for query in source.load().catalog_queries]
+    except (ValueError, OSError):
+        return []
+
+
+def exclusion_counts(excluded: Sequence[Excluded]) -> dict[str, int]:
+    """One numeric entry per allow-list reason (``excluded_course_type``, ...), zero included,
+    so that the UI plots each over runs."""
+    counts = Counter(str(e.reason) for e in excluded)
+    return {f"excluded_{reason}": counts[str(reason)] for reason in Exclusion}
 
 
 class AssociationRefreshConfig(dg.Config):
@@ -237,14 +292,19 @@ class AssociationRefreshConfig(dg.Config):
     description=describe(
         GROUP,
         "Which content each catalog query contains: every valid query evaluated against "
-        "every live record in bulk (polars), and only the difference written, in one "
-        "transaction. Large swings of an unchanged filter are held for confirmation.",
-        ["catalog_query_content", "catalog_query_applied_filter"],
+        "every live record in bulk (polars), plus the courses the query forces in, and only "
+        "the difference written, in one transaction. Large swings of an unchanged filter are "
+        "held for confirmation. The links records declare (course and program, pathway "
+        "steps) are rebuilt in the same pass.",
+        ["catalog_query_content", "catalog_query_applied_filter", "content_relation"],
     ),
     owners=OWNERS,
     kinds={"polars"},
     tags=lane_tags("bulk"),
-    metadata=table_metadata("catalog_query_content", "catalog_query_applied_filter"),
+    pool=STORE_POOL,
+    metadata=table_metadata(
+        "catalog_query_content", "catalog_query_applied_filter", "content_relation"
+    ),
 )
 def catalog_content_associations(
     context: dg.AssetExecutionContext,
@@ -277,6 +337,10 @@ def catalog_content_associations(
             "queries_changed": sum(1 for c in report.changes if c.added or c.removed),
             "queries_held": len(report.held),
             "invalid_queries_kept": len(report.invalid_kept),
+            "forced_pairs": report.forced_pairs,
+            "relations_added": report.relations_added,
+            "relations_removed": report.relations_removed,
+            "relations_total": report.relations_total,
             "data_warnings": {k: len(v) for k, v in report.data_warnings.items()},
             **phase_seconds(timer.seconds),
             "top_changes": dg.MetadataValue.md(

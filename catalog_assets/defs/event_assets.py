@@ -15,7 +15,7 @@ from pydantic import Field
 
 from catalog_assets.core.content import utcnow
 from catalog_assets.core.content_updates import AppliedUpdate, ContentUpdate, apply_updates
-from catalog_assets.core.events import encode_json_event
+from catalog_assets.core.dead_letters import update_dead_letter
 from catalog_assets.defs.metadata import (
     EVENTS_GROUP,
     OWNERS,
@@ -24,8 +24,8 @@ from catalog_assets.defs.metadata import (
     table_metadata,
 )
 from catalog_assets.defs.partitions import CONTENT_KEYS
-from catalog_assets.defs.resources import CatalogStoreResource, ContentSourceResource
-from catalog_assets.store import CatalogStore, DeadLetter
+from catalog_assets.defs.resources import STORE_POOL, CatalogStoreResource, ContentSourceResource
+from catalog_assets.store import CatalogStore
 
 EVENT_GROUP = EVENTS_GROUP
 
@@ -66,7 +66,29 @@ def _metadata(result: AppliedUpdate) -> dict:
         "associations_removed": result.removed,
         "event_ids": list(result.event_ids),
         **({"error": result.error} if result.error else {}),
+        **({"course_of_run": result.course_of} if result.course_of else {}),
     }
+
+
+def _record_courses(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, applied: list[AppliedUpdate]
+) -> None:
+    """A ``content_item`` materialization for each course a fetched run refreshed (the run's
+    own key is this run's partition or batch entry), its partition added first when new."""
+    courses = [r for r in applied if r.course_of and r.outcome != "rejected"]
+    new = [
+        r.content_key
+        for r in courses
+        if not context.instance.has_dynamic_partition(CONTENT_KEYS.name, r.content_key)
+    ]
+    if new:
+        context.instance.add_dynamic_partitions(CONTENT_KEYS.name, new)
+    for result in courses:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=content_item.key, partition=result.content_key, metadata=_metadata(result)
+            )
+        )
 
 
 def _resolve(update: ContentUpdate, store: CatalogStore, log: logging.Logger) -> ContentUpdate:
@@ -107,33 +129,19 @@ def _apply(
         for result in applied:
             if result.outcome != "rejected":
                 continue
-            update = by_key[result.content_key]
-            key, value = encode_json_event(
-                update.content_key,
-                update.content_type or "course",
-                event_type="content.deleted" if update.deleted else "content.upserted",
-                metadata=update.metadata,
-                event_id=",".join(update.event_ids) or None,
-                time=update.time,
+            # A run's course that could not be refreshed: kept as an upsert that fetches it.
+            update = by_key.get(result.content_key) or ContentUpdate(
+                result.content_key, "course", event_ids=result.event_ids
             )
-            rejected.append(
-                DeadLetter(
-                    topic=update.topic,
-                    partition=update.partition,
-                    offset=update.offset,
-                    key=key,
-                    headers=None,
-                    value=value,
-                    error=f"update rejected: {result.error}",
-                    received_at=now,
-                )
-            )
+            rejected.append(update_dead_letter(update, f"update rejected: {result.error}", now))
         if rejected:
             store.add_dead_letters(rejected)
         done = [
             by_key[result.content_key].metadata_ref
             for result in applied
-            if result.outcome != "rejected" and by_key[result.content_key].metadata_ref
+            if result.outcome != "rejected"
+            and result.content_key in by_key  # not a run's course, which carried no record
+            and by_key[result.content_key].metadata_ref
         ]
         if done:
             store.delete_event_payloads(done)
@@ -161,6 +169,7 @@ EVENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONE
     # The store is added per environment when definitions load (``metadata.for_environment``).
     kinds={"kafka", "polars"},
     tags=lane_tags("events"),
+    pool=STORE_POOL,
     metadata=table_metadata(
         "content_metadata", "catalog_query_content", "event_dead_letter", "event_payload"
     ),
@@ -179,13 +188,15 @@ def content_item(
         update = ContentUpdate.from_config(config.update)
         if update.content_key != key:
             raise dg.Failure(f"run config is for {update.content_key!r}, partition is {key!r}")
-    (result,) = _apply([update], content_source, catalog_store, context.log)
+    applied = _apply([update], content_source, catalog_store, context.log)
+    (result,) = [r for r in applied if r.content_key == key]
     if result.outcome == "rejected":
         context.log.error(f"{key}: {result.error} (kept in event_dead_letter)")
+    _record_courses(context, applied)
     return dg.MaterializeResult(metadata=_metadata(result))
 
 
-@dg.op(out=dg.Out(dg.Nothing), retry_policy=EVENT_RETRIES)
+@dg.op(out=dg.Out(dg.Nothing), retry_policy=EVENT_RETRIES, pool=STORE_POOL)
 def apply_content_updates(
     context: dg.OpExecutionContext,
     config: ContentBatchConfig,
@@ -196,8 +207,11 @@ def apply_content_updates(
     updates = [ContentUpdate.from_config(update) for update in config.updates]
     applied = _apply(updates, content_source, catalog_store, context.log)
     outcomes: dict[str, int] = {}
+    _record_courses(context, applied)
     for result in applied:
         outcomes[str(result.outcome)] = outcomes.get(str(result.outcome), 0) + 1
+        if result.course_of:
+            continue  # recorded above
         yield dg.AssetMaterialization(
             asset_key=content_item.key, partition=result.content_key, metadata=_metadata(result)
         )

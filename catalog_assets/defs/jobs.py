@@ -19,6 +19,8 @@ full_refresh = dg.define_asset_job(
     "full_refresh",
     selection=dg.AssetSelection.groups(GROUP),
     description="Fetch all content once, update what changed, re-evaluate every catalog query.",
+    # The run tag that the production run queue limits to one run at a time (deploy/dagster.yaml).
+    tags={"catalog/lane": "bulk"},
 )
 
 _DAY_MINUTES = 24 * 60

@@ -154,6 +154,19 @@ TABLES: Mapping[str, dg.TableSchema] = {
             _column("applied_at", "timestamp", "When (UTC).", nullable=False),
         ]
     ),
+    "content_relation": dg.TableSchema(
+        columns=[
+            _column("content_key", "text", "The record that declares the link.", nullable=False),
+            _column("related_key", "text", "The content it names.", nullable=False),
+            _column(
+                "relation",
+                "text",
+                "course_program, program_course, pathway_program or pathway_course.",
+                nullable=False,
+            ),
+        ],
+        constraints=dg.TableConstraints(other=["primary key (content_key, related_key, relation)"]),
+    ),
     "event_dead_letter": dg.TableSchema(
         columns=[
             _column("id", "bigint", "Row id.", nullable=False, unique=True),

@@ -9,13 +9,14 @@ secrets never land in the definitions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from catalog_assets.core.catalog_contents import AllowLists
 from catalog_assets.core.content import ContentSnapshot
 from catalog_assets.core.sources import (
     CatalogQueryFile,
@@ -24,21 +25,39 @@ from catalog_assets.core.sources import (
     SampleContent,
     read_catalog_queries,
 )
-from catalog_assets.settings import DEFAULT_STORE_URL, ContentSourceKind, Settings
+from catalog_assets.settings import BY_NAME, DEFAULT_STORE_URL, ContentSourceKind, Settings
 from catalog_assets.store import CatalogStore, open_store
+
+STORE_POOL = "catalog_store"
+"""The Dagster concurrency pool of every op that writes the catalog store: the instance's pool
+limit (1 in the local ``dagster.yaml``, DuckDB allowing one writer) makes further writer runs
+wait in the run queue instead of failing on a store lock."""
 
 
 class CatalogStoreResource(dg.ConfigurableResource):
     """The catalog store: ``duckdb:///<path>`` (embedded default) or ``postgresql://...``."""
 
     url: str = Field(default=DEFAULT_STORE_URL, description="CATALOG_STORE_URL")
+    product_source_allow_list: str = Field(
+        default=BY_NAME["CONTENT_PRODUCT_SOURCE_ALLOW_LIST"].default,
+        description="CONTENT_PRODUCT_SOURCE_ALLOW_LIST, comma-separated",
+    )
+    course_type_allow_list: str = Field(
+        default=BY_NAME["CONTENT_COURSE_TYPE_ALLOW_LIST"].default,
+        description="CONTENT_COURSE_TYPE_ALLOW_LIST, comma-separated",
+    )
 
     @contextmanager
     def open(self) -> Iterator[CatalogStore]:
-        """The store, its schema brought up to date (no DDL when it already is)."""
+        """The store, its schema brought up to date (no DDL when it already is), with the
+        allow-lists every lane applies when it writes content through it."""
+        allow_lists = AllowLists.from_text(
+            self.product_source_allow_list, self.course_type_allow_list
+        )
         store = open_store(self.url)
         try:
             store.ensure_schema()
+            store.allow_lists = allow_lists
             yield store
         finally:
             store.close()
@@ -59,6 +78,9 @@ class ContentSourceResource(dg.ConfigurableResource):
 
     def lookup_many(self, keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         return self.source().lookup_many(keys)
+
+    def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return self.source().fetch_courses(keys)
 
 
 class SampleContentSource(ContentSourceResource):
@@ -124,5 +146,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "catalog_query_source": CatalogQuerySource(
             path=env_or_default(settings, "CATALOG_QUERIES_PATH")
         ),
-        "catalog_store": CatalogStoreResource(url=env_or_default(settings, "CATALOG_STORE_URL")),
+        "catalog_store": CatalogStoreResource(
+            url=env_or_default(settings, "CATALOG_STORE_URL"),
+            product_source_allow_list=env_or_default(settings, "CONTENT_PRODUCT_SOURCE_ALLOW_LIST"),
+            course_type_allow_list=env_or_default(settings, "CONTENT_COURSE_TYPE_ALLOW_LIST"),
+        ),
     }

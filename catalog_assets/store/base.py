@@ -10,6 +10,7 @@ from typing import Any, Self
 
 import polars as pl
 
+from catalog_assets.core.catalog_contents import AllowLists, ContentRelation, Membership
 from catalog_assets.core.content import ContentRecord
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +115,11 @@ class DeadLetter:
 
 class CatalogStore(ABC):
     """The catalog tables, behind the same methods on every backend. A context manager."""
+
+    allow_lists: AllowLists = AllowLists()
+    """What both lanes admit when they write content through this store (whoever opens the
+    store sets the configured lists; enterprise-catalog's by default). Kept with the store so
+    that every writer of the one store applies the same lists."""
 
     def __enter__(self) -> Self:
         return self
@@ -275,7 +281,9 @@ class CatalogStore(ABC):
         """The catalog queries that contain a key, with their enterprise catalogs.
 
         Keys: catalog_uuid, catalog_title, enterprise_uuid, catalog_query_uuid,
-        catalog_query_title; the catalog fields are None for a query that no catalog uses.
+        catalog_query_title, rule (the strongest ``MembershipRule``), via_key (the associated
+        record it goes through); the catalog fields are None for a query no catalog uses.
+        Membership follows ``memberships``: a run's key finds its course's catalogs.
         """
 
     @abstractmethod
@@ -285,6 +293,33 @@ class CatalogStore(ABC):
         Keys: content_key, content_type, title, deleted (content_type and title are None for
         a key that has no content row).
         """
+
+    @abstractmethod
+    def memberships(self, content_key: str) -> list[Membership]:
+        """Every reason a key is in a catalog query's catalogs (``MembershipRule``): its own
+        record is associated; it is the course of an associated live run; it is a live run
+        whose course is associated. One per (query, rule, associated key)."""
+
+    # Related content -----------------------------------------------------------------------
+
+    @abstractmethod
+    def replace_relations(
+        self, relations: Sequence[ContentRelation], origins: Iterable[str] | None = None
+    ) -> tuple[int, int]:
+        """Make `content_relation` exactly `relations` (`origins` None), or make the rows that
+        the records `origins` declare exactly those of `relations` that they declare; one
+        transaction. Idempotent; returns the numbers of rows added and removed."""
+
+    @abstractmethod
+    def relations(self) -> list[ContentRelation]:
+        """Every `content_relation` row, sorted."""
+
+    @abstractmethod
+    def related_content(self, content_key: str) -> list[dict[str, Any]]:
+        """The links of one key, both ways. Keys: direction (``declares``: this key's record
+        names the other; ``declared_by``: the other's record names this key), related_key,
+        relation, content_type, title, deleted (content_type and title are None, deleted
+        False, for a key without a content row)."""
 
     # Dead letters ------------------------------------------------------------------------
 

@@ -96,6 +96,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             received_at TIMESTAMP NOT NULL
         )""",
     ),
+    # The links between content that records declare (a course's programs, a program's
+    # courses, a visible active pathway's steps), as enterprise-catalog's
+    # `associated_content_metadata` keeps them; one row per declaring record and link.
+    4: (
+        """
+        CREATE TABLE IF NOT EXISTS content_relation (
+            content_key TEXT NOT NULL,
+            related_key TEXT NOT NULL,
+            relation TEXT NOT NULL,
+            PRIMARY KEY (content_key, related_key, relation)
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 """The schema version this code writes and reads; a store at a newer version is refused."""
@@ -107,5 +119,11 @@ PG_EXTRA_MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE INDEX IF NOT EXISTS catalog_query_content_content_key "
         "ON catalog_query_content (content_key)",
+    ),
+    # Membership lookups find a course's runs, and `related` the records naming a key.
+    4: (
+        "CREATE INDEX IF NOT EXISTS content_metadata_parent_content_key "
+        "ON content_metadata (parent_content_key)",
+        "CREATE INDEX IF NOT EXISTS content_relation_related_key ON content_relation (related_key)",
     ),
 }

@@ -18,6 +18,13 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from catalog_assets.core.catalog_contents import (
+    ContentRelation,
+    Membership,
+    MembershipRule,
+    RelationKind,
+    best_memberships,
+)
 from catalog_assets.core.content import ContentRecord, canonical_json, naive_utc, utcnow
 from catalog_assets.store import migrations
 from catalog_assets.store import sql as store_sql
@@ -395,9 +402,17 @@ class SqlCatalogStore(CatalogStore):
 
     # Lookups ------------------------------------------------------------------------------
 
+    def memberships(self, content_key: str) -> list[Membership]:
+        with self.transaction():
+            rows = self._rows(store_sql.SELECT_MEMBERSHIPS, (content_key,) * 3)
+        return sorted(
+            {Membership(uuid, MembershipRule(rule), via) for uuid, rule, via in rows},
+            key=lambda m: (m.catalog_query_uuid, m.rule, m.via_key),
+        )
+
     def catalogs_for(self, content_key: str) -> list[dict[str, Any]]:
         with self.transaction():
-            rows = self._rows(store_sql.SELECT_CATALOGS_FOR, (content_key,))
+            rows = self._rows(store_sql.SELECT_CATALOGS_FOR, (content_key,) * 3)
         names = (
             "catalog_uuid",
             "catalog_title",
@@ -405,7 +420,19 @@ class SqlCatalogStore(CatalogStore):
             "catalog_query_uuid",
             "catalog_query_title",
         )
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        best = best_memberships(Membership(row[3], MembershipRule(row[5]), row[6]) for row in rows)
+        found: dict[tuple, dict[str, Any]] = {}
+        for row in rows:  # ordered by query, then catalog
+            membership = best[row[3]]
+            found.setdefault(
+                (row[3], row[0]),
+                {
+                    **dict(zip(names, row[:5], strict=True)),
+                    "rule": str(membership.rule),
+                    "via_key": membership.via_key,
+                },
+            )
+        return list(found.values())
 
     def contents_of(self, uuid: str) -> list[dict[str, Any]]:
         with self.transaction():
@@ -418,6 +445,62 @@ class SqlCatalogStore(CatalogStore):
                     "content_key": key,
                     "content_type": content_type,
                     "title": metadata.get("title"),
+                    "deleted": bool(deleted),
+                }
+            )
+        return out
+
+    # Related content ----------------------------------------------------------------------
+
+    def replace_relations(
+        self, relations: Sequence[ContentRelation], origins: Iterable[str] | None = None
+    ) -> tuple[int, int]:
+        scope = None if origins is None else list(dict.fromkeys(origins))
+        in_scope = set(scope or ())
+        rows = sorted(set(relations))
+        for relation in rows:
+            _refuse_nul("content relation", **_relation_values(relation))
+            if scope is not None and relation.content_key not in in_scope:
+                raise ValueError(
+                    f"content relation {relation} is declared by {relation.content_key!r}, "
+                    f"which is not among the records whose relations are replaced"
+                )
+        frame = pl.DataFrame(
+            [(r.content_key, r.related_key, str(r.relation)) for r in rows],
+            schema=store_sql.RELATIONS_FRAME,
+            orient="row",
+        )
+        if scope == []:
+            return 0, 0
+        with self.transaction(), self._staged("stage_relations", frame):
+            if scope is None:
+                removed = self._count(store_sql.DELETE_UNSTAGED_RELATIONS)
+            else:
+                keys = pl.DataFrame({"content_key": scope}, schema=store_sql.KEYS_FRAME)
+                with self._staged("stage_keys", keys):
+                    removed = self._count(store_sql.DELETE_UNSTAGED_RELATIONS_OF_STAGED_KEYS)
+            added = self._count(store_sql.INSERT_STAGED_RELATIONS) if rows else 0
+        return added, removed
+
+    def relations(self) -> list[ContentRelation]:
+        with self.transaction():
+            rows = self._rows(store_sql.SELECT_RELATIONS)
+        return sorted(ContentRelation(key, other, RelationKind(kind)) for key, other, kind in rows)
+
+    def related_content(self, content_key: str) -> list[dict[str, Any]]:
+        with self.transaction():
+            rows = self._rows(store_sql.SELECT_RELATED, (content_key, content_key))
+        out = []
+        for direction, other, relation, content_type, text, deleted in sorted(
+            rows, key=lambda row: (row[1], row[0], row[2])
+        ):
+            out.append(
+                {
+                    "direction": direction,
+                    "related_key": other,
+                    "relation": relation,
+                    "content_type": content_type,
+                    "title": json.loads(text).get("title") if text is not None else None,
                     "deleted": bool(deleted),
                 }
             )
@@ -578,6 +661,10 @@ def _refuse_nul(where: str, **values: str | None) -> None:
     for name, value in values.items():
         if isinstance(value, str) and "\x00" in value:
             raise ValueError(f"{where}: {name} contains a NUL character, which no store can keep")
+
+
+def _relation_values(relation: ContentRelation) -> dict[str, str]:
+    return {"content_key": relation.content_key, "related_key": relation.related_key}
 
 
 def _escape_nul(value: str | None) -> str | None:

@@ -28,6 +28,8 @@ STAGE_DDL = {
         CREATE TEMP TABLE stage_catalogs (
             uuid TEXT, title TEXT, enterprise_uuid TEXT, catalog_query_uuid TEXT
         )""",
+    "stage_relations": """
+        CREATE TEMP TABLE stage_relations (content_key TEXT, related_key TEXT, relation TEXT)""",
 }
 STAGE_DROP = {
     "stage_content": "DROP TABLE IF EXISTS stage_content",
@@ -36,6 +38,7 @@ STAGE_DROP = {
     "stage_removes": "DROP TABLE IF EXISTS stage_removes",
     "stage_queries": "DROP TABLE IF EXISTS stage_queries",
     "stage_catalogs": "DROP TABLE IF EXISTS stage_catalogs",
+    "stage_relations": "DROP TABLE IF EXISTS stage_relations",
 }
 CONTENT_FRAME = {
     "content_key": pl.String,
@@ -63,6 +66,7 @@ CATALOGS_FRAME = {
     "enterprise_uuid": pl.String,
     "catalog_query_uuid": pl.String,
 }
+RELATIONS_FRAME = {"content_key": pl.String, "related_key": pl.String, "relation": pl.String}
 
 # Content ----------------------------------------------------------------------------------
 
@@ -217,19 +221,81 @@ VALUES (?, ?, ?) ON CONFLICT DO NOTHING"""
 
 # Lookups ----------------------------------------------------------------------------------
 
-SELECT_CATALOGS_FOR = """
-SELECT ec.uuid, ec.title, ec.enterprise_uuid, a.catalog_query_uuid, q.title
-FROM catalog_query_content a
-LEFT JOIN catalog_query q ON q.uuid = a.catalog_query_uuid
-LEFT JOIN enterprise_catalog ec ON ec.catalog_query_uuid = a.catalog_query_uuid
-WHERE a.content_key = ?
-ORDER BY a.catalog_query_uuid, ec.uuid"""
+# Why a key is in a query's catalogs (``core.catalog_contents.MembershipRule``): its own record
+# is associated; or it is the course of an associated live run; or it is a live run whose course
+# is associated. One row per (query, rule, associated key); bind the key three times.
+SELECT_MEMBERSHIPS = """
+SELECT catalog_query_uuid, 'associated' AS rule, content_key AS via_key
+FROM catalog_query_content WHERE content_key = ?
+UNION ALL
+SELECT a.catalog_query_uuid, 'course_of_associated_run', a.content_key
+FROM content_metadata run
+JOIN catalog_query_content a ON a.content_key = run.content_key
+WHERE run.parent_content_key = ? AND run.deleted_at IS NULL
+UNION ALL
+SELECT a.catalog_query_uuid, 'run_of_associated_course', a.content_key
+FROM content_metadata run
+JOIN catalog_query_content a ON a.content_key = run.parent_content_key
+WHERE run.content_key = ? AND run.deleted_at IS NULL"""
+SELECT_CATALOGS_FOR = (
+    """
+SELECT ec.uuid, ec.title, ec.enterprise_uuid, m.catalog_query_uuid, q.title, m.rule, m.via_key
+FROM ("""
+    + SELECT_MEMBERSHIPS
+    + """
+) m
+LEFT JOIN catalog_query q ON q.uuid = m.catalog_query_uuid
+LEFT JOIN enterprise_catalog ec ON ec.catalog_query_uuid = m.catalog_query_uuid
+ORDER BY m.catalog_query_uuid, ec.uuid"""
+)
 SELECT_CONTENTS_OF = """
 SELECT a.content_key, c.content_type, c.json_metadata, c.deleted_at IS NOT NULL
 FROM catalog_query_content a
 LEFT JOIN content_metadata c ON c.content_key = a.content_key
 WHERE a.catalog_query_uuid = ?
    OR a.catalog_query_uuid IN (SELECT catalog_query_uuid FROM enterprise_catalog WHERE uuid = ?)"""
+
+# Related content (``content_relation``) ---------------------------------------------------
+
+SELECT_RELATIONS = "SELECT content_key, related_key, relation FROM content_relation"
+# The staged rows become the table (every row), or the rows of the staged keys.
+DELETE_UNSTAGED_RELATIONS = """
+DELETE FROM content_relation
+WHERE NOT EXISTS (
+    SELECT 1 FROM stage_relations s
+    WHERE s.content_key = content_relation.content_key
+      AND s.related_key = content_relation.related_key
+      AND s.relation = content_relation.relation
+)"""
+DELETE_UNSTAGED_RELATIONS_OF_STAGED_KEYS = """
+DELETE FROM content_relation
+WHERE content_relation.content_key IN (SELECT content_key FROM stage_keys)
+  AND NOT EXISTS (
+    SELECT 1 FROM stage_relations s
+    WHERE s.content_key = content_relation.content_key
+      AND s.related_key = content_relation.related_key
+      AND s.relation = content_relation.relation
+)"""
+INSERT_STAGED_RELATIONS = """
+INSERT INTO content_relation (content_key, related_key, relation)
+SELECT s.content_key, s.related_key, s.relation FROM stage_relations s
+WHERE NOT EXISTS (
+    SELECT 1 FROM content_relation r
+    WHERE r.content_key = s.content_key AND r.related_key = s.related_key
+      AND r.relation = s.relation
+)
+ON CONFLICT DO NOTHING"""
+# Both directions of a key's links, each with the other record (NULL columns: not stored).
+SELECT_RELATED = """
+SELECT 'declares' AS direction, r.related_key, r.relation, c.content_type, c.json_metadata,
+       c.deleted_at IS NOT NULL
+FROM content_relation r LEFT JOIN content_metadata c ON c.content_key = r.related_key
+WHERE r.content_key = ?
+UNION ALL
+SELECT 'declared_by', r.content_key, r.relation, c.content_type, c.json_metadata,
+       c.deleted_at IS NOT NULL
+FROM content_relation r LEFT JOIN content_metadata c ON c.content_key = r.content_key
+WHERE r.related_key = ?"""
 
 # Dead letters -----------------------------------------------------------------------------
 

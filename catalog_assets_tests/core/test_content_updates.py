@@ -275,3 +275,106 @@ def test_a_content_type_is_guessed_from_the_store_then_the_key(loaded):
     assert guess_content_type("course-v1:edX+X+2026", loaded.store) == ["courserun"]
     assert guess_content_type("edX+Unknown", loaded.store) == ["course"]
     assert guess_content_type("a-uuid", loaded.store) == ["program", "learnerpathway"]
+
+
+# --- moved runs: a fetched run refreshes the course discovery files it under -------------------
+
+
+def run_of(loaded: LoadedStore, course: dict) -> dict:
+    """A run the store holds for ``course`` (its aggregation_key names the course)."""
+    return next(
+        d
+        for d in loaded.content
+        if d["content_type"] == "courserun"
+        and d["aggregation_key"] == f"courserun:{course['key']}"
+        and loaded.store.get_content(d["key"]) is not None
+    )
+
+
+def apply_all(loaded: LoadedStore, *updates: ContentUpdate) -> dict[str, AppliedUpdate]:
+    applied = apply_updates(list(updates), loaded.source, loaded.store, T2)
+    return {result.content_key: result for result in applied}
+
+
+def test_a_moved_run_refreshes_the_course_discovery_names_and_the_one_its_key_suggests(loaded):
+    courses = [d for d in loaded.content if d["content_type"] == "course"]
+    home = next(c for c in courses if any(run_of_or_none(loaded, c)))
+    new_home = next(c for c in courses if c is not home and loaded.store.get_content(c["key"]))
+    run = run_of(loaded, home)
+    moved = {**run, "aggregation_key": f"courserun:{new_home['key']}", "modified": NEWER}
+    renamed = {
+        home["key"]: {**home, "title": "Home, one run fewer", "modified": NEWER},
+        new_home["key"]: {**new_home, "title": "New home, one run more", "modified": NEWER},
+    }
+    loaded.write([moved if d is run else renamed.get(d.get("key"), d) for d in loaded.content])
+
+    results = apply_all(loaded, ContentUpdate(run["key"], "courserun", event_ids=("ev-1",)))
+
+    assert results[run["key"]].outcome == "updated" and results[run["key"]].course_of is None
+    assert loaded.store.get_content(run["key"]).parent_content_key == new_home["key"]
+    for course in (home, new_home):  # the course discovery names, and the one the key suggests
+        result = results[course["key"]]
+        assert (result.outcome, result.course_of, result.event_ids) == (
+            "updated",
+            run["key"],
+            ("ev-1",),
+        )
+        stored = loaded.store.get_content(course["key"])
+        assert stored.metadata["title"] == renamed[course["key"]]["title"]
+        assert result.queries == loaded.associated(course["key"])
+    assert set(results) == {run["key"], home["key"], new_home["key"]}
+
+
+def run_of_or_none(loaded: LoadedStore, course: dict) -> list[dict]:
+    return [
+        d
+        for d in loaded.content
+        if d["content_type"] == "courserun"
+        and d["aggregation_key"] == f"courserun:{course['key']}"
+        and loaded.store.get_content(d["key"]) is not None
+    ]
+
+
+def test_a_course_only_a_run_key_suggests_is_never_tombstoned(loaded):
+    """Discovery files the run ``course-v1:Ghost+G1+2026`` under another course and has no
+    ``Ghost+G1``: the stored ``Ghost+G1`` stays live, and the real course is refreshed."""
+    home = associated_course(loaded)
+    ghost = new_course(loaded, "Ghost+G1")
+    loaded.apply(ContentUpdate(ghost["key"], "course", metadata=ghost))
+    run = {
+        **run_of(loaded, home),
+        "key": "course-v1:Ghost+G1+2026",
+        "uuid": "uuid-ghost-run",
+        "modified": NEWER,
+    }
+    loaded.write([*loaded.content, run])  # the source: the run, and no Ghost+G1
+
+    results = apply_all(loaded, ContentUpdate(run["key"], "courserun"))
+
+    assert results[run["key"]].outcome == "inserted"
+    assert loaded.store.get_content(run["key"]).parent_content_key == home["key"]
+    assert results[home["key"]].course_of == run["key"]
+    assert "Ghost+G1" not in results  # looked up, not found, left alone
+    assert loaded.store.get_content("Ghost+G1").deleted_at is None
+
+
+def test_a_run_the_source_no_longer_has_is_tombstoned_but_not_its_course(loaded):
+    course = next(
+        c for c in loaded.content if c["content_type"] == "course" and run_of_or_none(loaded, c)
+    )
+    run = run_of(loaded, course)
+    loaded.write([d for d in loaded.content if d is not run and d is not course])
+    results = apply_all(loaded, ContentUpdate(run["key"], "courserun"))
+    assert results[run["key"]].outcome == "tombstoned"
+    assert course["key"] not in results
+    assert loaded.store.get_content(course["key"]).deleted_at is None
+
+
+def test_a_run_given_with_its_record_does_not_fetch_courses(loaded):
+    """Only a fetched run refreshes its courses: a full record in the event is applied as is."""
+    course = next(
+        c for c in loaded.content if c["content_type"] == "course" and run_of_or_none(loaded, c)
+    )
+    run = {**run_of(loaded, course), "title": "From the event", "modified": NEWER}
+    results = apply_all(loaded, ContentUpdate(run["key"], "courserun", metadata=run))
+    assert set(results) == {run["key"]}

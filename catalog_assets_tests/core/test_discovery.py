@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -807,3 +808,59 @@ def test_client_secret_is_registered_on_construction() -> None:
     assert redact(secret) == secret
     DiscoveryClient("http://127.0.0.1:9/api/v1/", "http://127.0.0.1:9/oauth2", "id", secret)
     assert redact(f"x {secret} y") == "x *** y"
+
+
+# -- what enterprise-catalog asks of search/all, and forced courses ---------------------------
+
+
+def test_crawls_and_lookups_ask_for_pathways_and_no_expired_runs(fake: FakeDiscovery) -> None:
+    """enterprise-catalog's two search/all parameters, on every page and every lookup."""
+    pathways = [d for d in fake.documents() if d["content_type"] == "learnerpathway"]
+    with make_client(fake, page_size=10) as client:
+        crawled = client.crawl()
+        looked_up = client.lookup_many({content_key_of(pathways[0]): "learnerpathway"})
+    assert {content_key_of(p) for p in pathways} <= set(keys(crawled))
+    assert list(looked_up) == [content_key_of(pathways[0])]
+    searches = [e for e in fake.request_log if e.path == SEARCH_PATH]
+    assert {e.method for e in searches} == {"GET", "POST"} and len(searches) == 4
+    for entry in searches:
+        assert entry.query["exclude_expired_course_run"] == ["True"]
+        assert entry.query["include_learner_pathways"] == ["True"]
+
+
+def test_the_fake_leaves_pathways_out_unless_asked(fake: FakeDiscovery) -> None:
+    """The contract the parameter exists for: course-discovery omits pathways by default."""
+    with make_client(fake) as client:
+        plain = client._call("GET", f"{fake.api_url}search/all/?page_size=100")
+    types = {d["content_type"] for d in plain["results"]}
+    assert "learnerpathway" not in types and plain["count"] == 23
+
+
+def test_an_expired_run_vanishes_from_the_crawl_and_its_lookup(fake: FakeDiscovery) -> None:
+    runs = [d for d in fake.documents() if d["content_type"] == "courserun"]
+    expired = {**runs[0], "end": "2025-01-01T00:00:00Z"}
+    running = {**runs[1], "end": "2026-06-01T00:00:00Z"}
+    fake.upsert_documents([expired, running])
+    fake.now = datetime(2026, 1, 1)
+    with make_client(fake, page_size=10) as client:
+        crawled = set(keys(client.crawl()))
+        found = client.lookup_many({expired["key"]: "courserun", running["key"]: "courserun"})
+    assert expired["key"] not in crawled and running["key"] in crawled
+    assert list(found) == [running["key"]]  # confirmed gone: the refresh may tombstone it
+    with make_client(fake) as client:  # without the parameter, the run is still there
+        plain = client._call("GET", f"{fake.api_url}search/all/?page_size=100")
+    assert expired["key"] in keys(plain["results"])
+
+
+def test_forced_courses_are_fetched_by_key_even_when_unlisted(fake: FakeDiscovery) -> None:
+    unlisted = [{**full_course(course_doc(100 + n)), "course_type": "verified"} for n in range(60)]
+    fake.upsert_full_records({record["key"]: record for record in unlisted})
+    wanted = [record["key"] for record in unlisted] + ["edX+Gone", course_doc(0)["key"]]
+    with make_client(fake, batch_size=50) as client:
+        found = client.fetch_courses(wanted)
+    assert set(found) == {record["key"] for record in unlisted} | {course_doc(0)["key"]}
+    assert found[unlisted[0]["key"]] == unlisted[0]
+    calls = [e for e in fake.request_log if e.path == COURSES_PATH]
+    batches = {len(e.query["keys"][0].split(",")) for e in calls if "offset" not in e.query}
+    assert batches == {50, 12}  # at most 50 keys a request, as enterprise-catalog batches them
+    assert not [e for e in fake.request_log if e.path == SEARCH_PATH]  # never via search/all

@@ -312,6 +312,6 @@ def test_each_phase_is_logged_as_it_ends(lane):
             logged.setdefault(entry.step_key, []).append(entry.user_message.split(" done in ")[0])
     assert logged == {
         "catalog_queries": ["load", "write"],
-        "content_metadata": ["fetch", "diff", "write", "partitions"],
+        "content_metadata": ["fetch", "diff", "write", "partitions", "partition_status"],
         "catalog_content_associations": ["load", "match", "diff", "write"],
     }

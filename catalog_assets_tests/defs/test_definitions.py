@@ -34,6 +34,7 @@ from catalog_assets.defs.resources import (
 )
 from catalog_assets.settings import DEFAULT_STORE_URL, Settings
 from catalog_assets.store import open_store
+from catalog_assets_tests.support.expected import admitted
 from sensors.content_events import build_content_events_sensor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -288,7 +289,11 @@ def test_refresh_command_then_lookups(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     assert cli.main(["refresh"]) == 0
     summary = capsys.readouterr().out
-    assert "succeeded" in summary and "inserted=400" in summary
+    bundled = json.loads((REPO / "catalog_assets" / "data" / "sample_content.json").read_text())
+    stored = len(admitted(bundled))  # the allow-lists keep the bundled boot camps out
+    assert stored < len(bundled) == 400
+    assert "succeeded" in summary and f"inserted={stored}," in summary
+    assert f"excluded_course_type={len(bundled) - stored}," in summary
     assert "check no_held_changes: passed" in summary
 
     pairs = lookup.contents_of  # the same functions downstream code imports
@@ -310,5 +315,5 @@ def test_refresh_command_then_lookups(tmp_path, monkeypatch, capsys):
     assert "catalog_query_uuid" in human.splitlines()[0] and some_query in human
     assert cli.main(["contents-of", some_query]) == 0
     assert key in capsys.readouterr().out
-    assert cli.main(["catalogs-for", "nothing-here"]) == 0
-    assert "Nothing found for 'nothing-here'" in capsys.readouterr().out
+    assert cli.main(["catalogs-for", "nothing-here"]) == 3  # an unknown key, said so
+    assert "no content with the key 'nothing-here'" in capsys.readouterr().err

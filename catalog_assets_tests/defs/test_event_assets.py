@@ -28,7 +28,7 @@ from catalog_assets_tests.support import expected
 @pytest.fixture
 def world(tmp_path, store_url):
     """Queries loaded and content bulk-refreshed once, on both store backends."""
-    content = generate_content(120, seed=8)
+    content = expected.storable_sample(generate_content(120, seed=8))
     queries = generate_catalog_queries(12, content, seed=8)
     (tmp_path / "content.json").write_text(json.dumps(content))
     (tmp_path / "queries.json").write_text(json.dumps(queries))

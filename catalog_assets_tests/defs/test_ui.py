@@ -235,9 +235,13 @@ def test_schedule_and_sensor_say_whether_they_run_without_a_tick(webserver):
     assert schedule["defaultStatus"] == "RUNNING"
     assert "On by default" in schedule["description"]
     assert "`0 6 * * *`" in schedule["description"]
-    (sensor,) = repository["sensors"]
+    sensors = {sensor["name"]: sensor for sensor in repository["sensors"]}
+    assert set(sensors) == {"content_events_sensor", "failed_event_runs_sensor"}
+    sensor = sensors["content_events_sensor"]
     assert sensor["defaultStatus"] == "STOPPED"
     assert "KAFKA_BOOTSTRAP_SERVERS is not set" in sensor["description"]
+    # Keeping the events of failed event runs costs nothing when there are none: always on.
+    assert sensors["failed_event_runs_sensor"]["defaultStatus"] == "RUNNING"
 
 
 def test_loading_the_code_location_logs_no_warnings(webserver):

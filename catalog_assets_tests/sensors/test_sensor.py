@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -11,7 +13,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from catalog_assets.core.content_updates import ContentUpdate
 from catalog_assets.core.dead_letters import collapse, headers_from_json
-from catalog_assets.core.events import encode_json_event
+from catalog_assets.core.events import (
+    CATALOG_INFO_CHANGED,
+    RegistrySettings,
+    encode_json_event,
+    schema_registry,
+)
 from catalog_assets.defs.event_assets import (
     CONTENT_KEYS,
     ContentUpdateConfig,
@@ -19,8 +26,10 @@ from catalog_assets.defs.event_assets import (
     content_item_job,
 )
 from catalog_assets.defs.resources import CatalogStoreResource, SampleContentSource
-from catalog_assets.devtools.encoders import encode_openedx_catalog_info_changed
+from catalog_assets.devtools.broker import ensure_topics
+from catalog_assets.devtools.encoders import catalog_info_changed_message, full_topic
 from catalog_assets.store import open_store
+from catalog_assets_tests.support.schema_registry import LocalSchemaRegistry
 from sensors.content_events import (
     EVENT_IDS_LIMIT,
     INLINE_RECORD_LIMIT,
@@ -63,9 +72,14 @@ class Bus:
         self.producer.produce(self.json_topic, key=key, value=value, headers=headers)
         self.producer.flush(10)
 
-    def publish_avro(self, run_key: str, event_id: str) -> None:
-        value, headers = encode_openedx_catalog_info_changed(run_key, event_id=event_id)
-        self.producer.produce(self.avro_topic, key=run_key.encode(), value=value, headers=headers)
+    def publish_avro(self, run_key: str, event_id: str, registry=None) -> None:
+        """As edx-event-bus-kafka sends it: Avro key and value, Confluent framing, headers."""
+        message = catalog_info_changed_message(
+            run_key, topic=self.avro_topic, event_id=event_id, registry=registry
+        )
+        self.producer.produce(
+            message.topic, key=message.key, value=message.value, headers=message.headers
+        )
         self.producer.flush(10)
 
     def tick(self, cursor: str | None = None, limits: TickLimits | None = None, source=None):
@@ -89,13 +103,15 @@ def test_trickle_one_run_per_key_with_partitions_and_cursor(bus):
     result = bus.tick()
     assert isinstance(result, dg.SensorResult)
     by_key = {run.partition_key: run for run in result.run_requests}
-    assert set(by_key) == {"edX+DemoX", "course-v1:MITx+6.002x+2026_T1", "MITx+6.002x"}
+    # The run only: its course is refreshed by the run's run, from the course discovery names.
+    assert set(by_key) == {"edX+DemoX", "course-v1:MITx+6.002x+2026_T1"}
     assert {run.job_name for run in result.run_requests} == {content_item_job.name}
     update = by_key["edX+DemoX"].run_config["ops"]["content_item"]["config"]["update"]
     assert json.loads(update["metadata_json"])["title"] == "Demo"
     assert update["event_ids"] == ["e-1"]
-    run_update = by_key["MITx+6.002x"].run_config["ops"]["content_item"]["config"]["update"]
-    assert run_update["content_type"] == "course" and run_update["metadata_json"] == ""
+    run = by_key["course-v1:MITx+6.002x+2026_T1"]
+    run_update = run.run_config["ops"]["content_item"]["config"]["update"]
+    assert run_update["content_type"] == "courserun" and run_update["metadata_json"] == ""
     (partitions_request,) = result.dynamic_partitions_requests
     assert partitions_request.partitions_def_name == CONTENT_KEYS.name
     assert set(partitions_request.partition_keys) == set(by_key)
@@ -422,3 +438,88 @@ def test_collapse_keeps_the_coordinates_of_the_latest_event():
     (update,) = collapse([_event("late", 9), _event("early", 1)])
     assert (update.topic, update.partition, update.offset) == ("t", 0, 9)
     assert ContentUpdate.from_config(ContentUpdateConfig(**update.to_config())) == update
+
+
+# --- the Open edX event bus as it really sends: prefixed topics, Avro keys, an authenticated
+# --- schema registry ------------------------------------------------------------------------
+
+REGISTRY_CREDENTIALS = ("sensor-key-31d", "sensor-secret-8e0f2a")
+
+
+def with_registry(source: KafkaEventSource, url: str, key: str, secret: str) -> KafkaEventSource:
+    return source.model_copy(
+        update={
+            "schema_registry_url": url,
+            "schema_registry_api_key": key,
+            "schema_registry_api_secret": secret,
+        }
+    )
+
+
+def test_open_edx_messages_through_a_registry_that_requires_basic_auth(bus):
+    with LocalSchemaRegistry(credentials=REGISTRY_CREDENTIALS) as registry:
+        producer_side = schema_registry(RegistrySettings(registry.url, *REGISTRY_CREDENTIALS))
+        bus.publish_avro("course-v1:MITx+6.002x+2026_T1", "avro-reg-1", registry=producer_side)
+        assert set(registry.subjects()) == {
+            f"{bus.avro_topic}-string",
+            f"{bus.avro_topic}-{CATALOG_INFO_CHANGED}.CloudEvent",
+        }
+
+        wrong = with_registry(bus.source, registry.url, "sensor-key-31d", "bad-9a7c")
+        refused = bus.tick(source=wrong)
+        assert isinstance(refused, dg.SkipReason)
+        assert "refused the credentials" in refused.skip_message
+        assert "offsets unchanged" in refused.skip_message
+        for secret in ("bad-9a7c", "sensor-key-31d"):
+            assert secret not in refused.skip_message
+
+        accepted = bus.tick(source=with_registry(bus.source, registry.url, *REGISTRY_CREDENTIALS))
+        assert [run.partition_key for run in accepted.run_requests] == [
+            "course-v1:MITx+6.002x+2026_T1"
+        ]
+        assert parse_cursor(accepted.cursor)[bus.avro_topic] == {0: 1}
+        url = registry.url
+    down = bus.tick(source=with_registry(bus.source, url, "other-key-0c1", "other-secret-77d"))
+    assert isinstance(down, dg.SkipReason) and "unreachable" in down.skip_message
+    with open_store(bus.store_url) as store:
+        store.ensure_schema()
+        assert store.dead_letters() == []  # refused or down: retried, never dead-lettered
+
+
+def test_topics_are_prefixed_as_open_edx_prefixes_them(kafka_bootstrap, tmp_path):
+    base = f"course-catalog-info-changed-{uuid.uuid4().hex[:8]}"
+    prefixed = f"dev-{base}"
+    ensure_topics(kafka_bootstrap, [prefixed])
+    try:
+        message = catalog_info_changed_message(
+            "course-v1:edX+Prefix+2026", topic=full_topic(base, "dev"), event_id="p-1"
+        )
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer.produce(prefixed, key=message.key, value=message.value, headers=message.headers)
+        producer.flush(10)
+        source = KafkaEventSource(
+            bootstrap_servers=kafka_bootstrap,
+            topics=base,
+            topic_prefix="dev",
+            consumer_group=f"group-{prefixed}",
+        )
+        assert source.topic_list() == [prefixed]
+        context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral())
+        result = evaluate_tick(
+            context,
+            source,
+            TickLimits(),
+            CatalogStoreResource(url=f"duckdb:///{tmp_path}/c.duckdb"),
+        )
+        assert [run.partition_key for run in result.run_requests] == ["course-v1:edX+Prefix+2026"]
+        assert parse_cursor(result.cursor) == {prefixed: {0: 1}}
+    finally:
+        from confluent_kafka.admin import AdminClient
+
+        for future in (
+            AdminClient({"bootstrap.servers": kafka_bootstrap})
+            .delete_topics([prefixed], operation_timeout=5)
+            .values()
+        ):
+            with contextlib.suppress(Exception):
+                future.result(timeout=10)

@@ -15,6 +15,7 @@ import polars as pl
 import psycopg2
 import pytest
 
+from catalog_assets.core.catalog_contents import ContentRelation, RelationKind
 from catalog_assets.core.content import ContentRecord, content_record
 from catalog_assets.store import (
     CatalogQueryRow,
@@ -26,6 +27,7 @@ from catalog_assets.store import (
     migrations,
     open_store,
 )
+from catalog_assets.store.shared import SqlCatalogStore
 
 T0 = datetime(2024, 1, 1, 12, 0, 0)
 T1 = T0 + timedelta(hours=1)
@@ -459,6 +461,7 @@ def test_lookups(store: CatalogStore) -> None:
     # Tombstoned content leaves its catalogs in the same transaction.
     assert store.apply_content_changes([], ["p1"], LATER).associations_removed == 1
 
+    direct = {"rule": "associated", "via_key": "a"}
     assert store.catalogs_for("a") == [
         {
             "catalog_uuid": "c1",
@@ -466,6 +469,7 @@ def test_lookups(store: CatalogStore) -> None:
             "enterprise_uuid": "e1",
             "catalog_query_uuid": "q1",
             "catalog_query_title": "Query one",
+            **direct,
         },
         {
             "catalog_uuid": "c1b",
@@ -473,6 +477,7 @@ def test_lookups(store: CatalogStore) -> None:
             "enterprise_uuid": "e2",
             "catalog_query_uuid": "q1",
             "catalog_query_title": "Query one",
+            **direct,
         },
         {
             "catalog_uuid": None,
@@ -480,6 +485,7 @@ def test_lookups(store: CatalogStore) -> None:
             "enterprise_uuid": None,
             "catalog_query_uuid": "q2",
             "catalog_query_title": "Query two",
+            **direct,
         },
     ]
     assert store.catalogs_for("b") == []
@@ -492,6 +498,179 @@ def test_lookups(store: CatalogStore) -> None:
     assert store.contents_of("c1") == expected
     assert store.contents_of("q2") == [expected[0]]
     assert store.contents_of("unknown") == []
+
+
+# --------------------------------------------------------------------------------------------
+# Membership and related content
+# --------------------------------------------------------------------------------------------
+
+
+def run(key: str, course_key: str, **extra: object) -> ContentRecord:
+    return content_record(
+        {"key": key, "aggregation_key": f"courserun:{course_key}", "title": key, **extra}
+    )
+
+
+def memberships(store: CatalogStore, key: str) -> list[tuple[str, str, str]]:
+    return [(m.catalog_query_uuid, str(m.rule), m.via_key) for m in store.memberships(key)]
+
+
+def test_membership_follows_enterprise_catalog_rules(store: CatalogStore) -> None:
+    """A key is in a query's catalogs when its own record is associated, when it is the
+    course of an associated live run, or when it is a live run whose course is associated."""
+    store.apply_content_changes(
+        [
+            course("edX+C"),
+            run("course-v1:edX+C+1", "edX+C"),
+            run("course-v1:edX+C+old", "edX+C"),
+            course("edX+D"),
+            run("course-v1:edX+D+1", "edX+D"),
+            content_record({"uuid": "p1", "aggregation_key": "program:p1"}),
+        ],
+        [],
+        NOW,
+    )
+    store.sync_catalog_queries(
+        [CatalogQueryRow(q, q, "{}", q, True) for q in ("courses", "runs", "both", "programs")],
+        [EnterpriseCatalogRow("c-runs", "Runs", "e1", "runs")],
+        NOW,
+    )
+    diff = pairs(
+        ("courses", "edX+C"),
+        ("runs", "course-v1:edX+D+1"),
+        ("both", "edX+C"),
+        ("both", "course-v1:edX+C+1"),
+        ("programs", "p1"),
+    )
+    store.apply_association_diff(diff, pairs(), NOW)
+    store.apply_content_changes([], ["course-v1:edX+C+old"], LATER)  # an expired run
+
+    assert memberships(store, "edX+C") == [
+        ("both", "associated", "edX+C"),
+        ("both", "course_of_associated_run", "course-v1:edX+C+1"),
+        ("courses", "associated", "edX+C"),
+    ]
+    # A catalog of courses contains their runs; a tombstoned run is in no catalog.
+    assert memberships(store, "course-v1:edX+C+1") == [
+        ("both", "associated", "course-v1:edX+C+1"),
+        ("both", "run_of_associated_course", "edX+C"),
+        ("courses", "run_of_associated_course", "edX+C"),
+    ]
+    assert memberships(store, "course-v1:edX+C+old") == []
+    # A catalog of runs contains their course.
+    assert memberships(store, "edX+D") == [
+        ("runs", "course_of_associated_run", "course-v1:edX+D+1")
+    ]
+    assert memberships(store, "course-v1:edX+D+1") == [("runs", "associated", "course-v1:edX+D+1")]
+    assert memberships(store, "p1") == [("programs", "associated", "p1")]
+    assert memberships(store, "unknown") == []
+
+    # catalogs_for: one row per query and catalog, with the strongest reason.
+    rows = {(r["catalog_query_uuid"], r["catalog_uuid"]): r for r in store.catalogs_for("edX+D")}
+    assert rows == {
+        ("runs", "c-runs"): {
+            "catalog_uuid": "c-runs",
+            "catalog_title": "Runs",
+            "enterprise_uuid": "e1",
+            "catalog_query_uuid": "runs",
+            "catalog_query_title": "runs",
+            "rule": "course_of_associated_run",
+            "via_key": "course-v1:edX+D+1",
+        }
+    }
+    by_query = {r["catalog_query_uuid"]: r["rule"] for r in store.catalogs_for("course-v1:edX+C+1")}
+    assert by_query == {"both": "associated", "courses": "run_of_associated_course"}
+
+
+def relation(key: str, other: str, kind: str) -> ContentRelation:
+    return ContentRelation(key, other, RelationKind(kind))
+
+
+def test_relations_are_replaced_whole_or_per_declaring_record(store: CatalogStore) -> None:
+    first = [
+        relation("edX+A", "p1", "course_program"),
+        relation("p1", "edX+A", "program_course"),
+        relation("lp", "p1", "pathway_program"),
+        relation("lp", HOSTILE, "pathway_course"),
+    ]
+    assert store.replace_relations(first) == (4, 0)
+    assert store.replace_relations(list(reversed(first))) == (0, 0)  # idempotent
+    assert store.relations() == sorted(first)
+
+    # Per declaring record: only its own rows change.
+    assert store.replace_relations([relation("edX+A", "p2", "course_program")], ["edX+A"]) == (1, 1)
+    assert store.replace_relations([], origins=["lp", "nobody"]) == (0, 2)
+    assert store.relations() == [relation("edX+A", "p2", "course_program"), first[1]]
+    assert store.replace_relations([], origins=[]) == (0, 0)
+
+    # A row that its records do not declare is refused, and nothing is written.
+    with pytest.raises(ValueError, match=r"declared by 'p1'.*not among the records"):
+        store.replace_relations([relation("p1", "edX+B", "program_course")], ["edX+A"])
+    with pytest.raises(ValueError, match="NUL"):
+        store.replace_relations([relation("edX+A", "p\x00", "course_program")])
+    assert store.relations() == [relation("edX+A", "p2", "course_program"), first[1]]
+
+    assert store.replace_relations([first[0]]) == (1, 2)  # the whole table
+    assert store.relations() == [first[0]]
+
+
+def test_related_content_lists_both_directions_with_the_other_record(store: CatalogStore) -> None:
+    store.apply_content_changes(
+        [
+            course("edX+A"),
+            content_record({"uuid": "p1", "aggregation_key": "program:p1", "title": "P one"}),
+            content_record({"uuid": "p2", "aggregation_key": "program:p2", "title": "P two"}),
+        ],
+        [],
+        NOW,
+    )
+    store.apply_content_changes([], ["p2"], LATER)
+    store.replace_relations(
+        [
+            relation("edX+A", "p1", "course_program"),
+            relation("edX+A", "p2", "course_program"),
+            relation("p1", "edX+A", "program_course"),
+            relation("lp-unknown", "edX+A", "pathway_course"),
+        ]
+    )
+
+    def row(direction, key, kind, content_type, title, deleted=False):
+        return {
+            "direction": direction,
+            "related_key": key,
+            "relation": kind,
+            "content_type": content_type,
+            "title": title,
+            "deleted": deleted,
+        }
+
+    assert store.related_content("edX+A") == [
+        row("declared_by", "lp-unknown", "pathway_course", None, None),
+        row("declared_by", "p1", "program_course", "program", "P one"),
+        row("declares", "p1", "course_program", "program", "P one"),
+        row("declares", "p2", "course_program", "program", "P two", deleted=True),
+    ]
+    assert store.related_content("p1") == [
+        row("declared_by", "edX+A", "course_program", "course", "Title of edX+A"),
+        row("declares", "edX+A", "program_course", "course", "Title of edX+A"),
+    ]
+    assert store.related_content("nothing") == []
+
+
+def test_a_store_at_schema_version_3_gains_content_relation(store: CatalogStore) -> None:
+    store.apply_content_changes([course("a")], [], NOW)
+    if isinstance(store, SqlCatalogStore):  # put the store back at version 3
+        with store.transaction():
+            store._run("DROP INDEX IF EXISTS content_relation_related_key")
+            store._run("DROP TABLE content_relation")
+            store._run("DELETE FROM catalog_schema_version WHERE version = 4")
+    assert store.schema_version() == 3
+    with pytest.raises(StoreSchemaMismatch, match="version 3 and this code needs 4"):
+        store.check_schema()
+    store.ensure_schema()
+    assert store.schema_version() == 4
+    assert store.relations() == [] and list(store.content_state()) == ["a"]
+    assert store.replace_relations([relation("a", "p", "course_program")]) == (1, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -790,6 +969,7 @@ def test_a_current_store_needs_no_ddl_rights(postgres_schema_url: str) -> None:
             reader.ensure_schema()  # current: reads the version, runs no DDL
             reader.check_schema()
             assert reader.catalogs_for("a") == []
+            assert reader.memberships("a") == [] and reader.related_content("a") == []
             assert "a" in reader.content_state()
     finally:
         with admin.cursor() as cursor:

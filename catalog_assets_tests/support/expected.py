@@ -5,7 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from catalog_assets.core.catalog_contents import AllowLists
 from catalog_assets.core.filters import InvalidFilter, match_table, validate
+
+
+def admitted(documents: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """The documents the default allow-lists admit: the content that a refresh stores."""
+    return [dict(d) for d in documents if AllowLists().exclusion(d) is None]
+
+
+def storable_sample(documents: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Generated sample content without what the default allow-lists exclude, nor the runs of
+    the courses they exclude: content that a refresh stores whole, every run with its course
+    (tests of the exclusions use the rest)."""
+    documents = list(documents)
+    kept = admitted(documents)
+    excluded = {d.get("key") for d in documents if d.get("content_type") == "course"} - {
+        d.get("key") for d in kept
+    }
+    parent = "aggregation_key"
+    return [d for d in kept if str(d.get(parent, "")).partition(":")[2] not in excluded]
 
 
 def valid_filters(catalog_queries: Iterable[Mapping[str, Any]]) -> dict[str, dict]:

@@ -10,6 +10,12 @@ or in the middle of one crawl (``after_page``) the way a live index changes unde
         fake.fail_next("/api/v1/search/all/", 503, times=2)
         client.crawl()
 
+Like course-discovery, ``search/all/`` leaves learner pathways out unless asked
+``include_learner_pathways=True``, and leaves expired course runs out when asked
+``exclude_expired_course_run=True``: a run is expired when its ``end`` is before ``now`` (set
+``now`` to a time; None, the default, expires nothing). ``courses/?keys=`` serves the full
+records it holds, whether ``search/all/`` lists the course or not (an unlisted course).
+
 Paging slices a list and lookups go through dict indexes, so tens of thousands of documents and
 hundreds of requests stay fast.
 """
@@ -23,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -35,6 +42,7 @@ PROGRAMS_PATH = API_PREFIX + "programs/"
 MAX_KEYS = 50
 DEFAULT_LIMIT = 20
 DEFAULT_PAGE_SIZE = 20
+TRUE_PARAMS = ("true", "1")
 
 Reply = tuple[int, Any, dict[str, str]]
 
@@ -99,10 +107,13 @@ class FakeDiscovery:
         full_records: Mapping[str, Mapping[str, Any]] | None = None,
         token_ttl: int = 3600,
         max_page_size: int | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.token_ttl = token_ttl
         self.max_page_size = max_page_size  # like DRF's: a larger page_size is quietly clamped
         self._lock = threading.Lock()
+        self._now = _aware(now)
+        self._visible: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         self._documents: list[dict[str, Any]] = []
         self._by_key: dict[str, dict[str, Any]] = {}
         self._by_uuid: dict[str, dict[str, Any]] = {}
@@ -212,9 +223,21 @@ class FakeDiscovery:
         with self._lock:
             self._full = {k: v for k, v in self._full.items() if k not in gone}
 
+    @property
+    def now(self) -> datetime | None:
+        """Course runs whose ``end`` is before this are expired (None: none is)."""
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime | None) -> None:
+        with self._lock:
+            self._now = _aware(value)
+            self._visible = {}
+
     def _set_documents_locked(self, documents: list[dict[str, Any]]) -> None:
         # Copy-on-write: handlers grab references under the lock and then read without it.
         self._documents = documents
+        self._visible = {}
         self._by_key = {doc["key"]: doc for doc in documents if isinstance(doc.get("key"), str)}
         self._by_uuid = {doc["uuid"]: doc for doc in documents if isinstance(doc.get("uuid"), str)}
 
@@ -436,13 +459,36 @@ class FakeDiscovery:
             issued = self._tokens.get(token)
         return issued is not None and time.monotonic() - issued < self.token_ttl
 
+    def _visible_documents(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """The documents ``search/all/`` shows for this request's flags (cached per flags)."""
+        flags = (
+            _flag(query, "exclude_expired_course_run"),
+            _flag(query, "include_learner_pathways"),
+        )
+        with self._lock:
+            if flags not in self._visible:
+                self._visible[flags] = [
+                    doc for doc in self._documents if self._shown_locked(doc, *flags)
+                ]
+            return self._visible[flags]
+
+    def _shown_locked(
+        self, document: dict[str, Any], exclude_expired: bool, pathways: bool
+    ) -> bool:
+        if document.get("content_type") == "learnerpathway":
+            return pathways
+        if not exclude_expired or self._now is None or document.get("content_type") != "courserun":
+            return True
+        end = _parse_time(document.get("end"))
+        return end is None or end >= self._now
+
     def _search_page(self, query: dict[str, list[str]]) -> Reply:
         page = _int_param(query, "page", 1)
         size = self._page_size(query)
         if not page or not size:
             return _error(404, "Invalid page.")
+        documents = self._visible_documents(query)
         with self._lock:
-            documents = self._documents
             shift = sum(s for p, s in self._page_shifts.items() if p <= page)
             fail_from = self._fail_from
         if fail_from is not None and page >= fail_from[0]:
@@ -461,6 +507,7 @@ class FakeDiscovery:
             return _error(400, "body is not JSON")
         if not isinstance(criteria, dict) or not criteria.keys() & {"key", "uuid"}:
             return _error(400, 'expected {"key": [...]} or {"uuid": [...]}')
+        visible = {id(doc) for doc in self._visible_documents(query)}
         with self._lock:
             by_key, by_uuid = self._by_key, self._by_uuid
         matches: dict[int, dict[str, Any]] = {}  # by identity: a document matches once
@@ -469,7 +516,7 @@ class FakeDiscovery:
             if not isinstance(values, list):
                 return _error(400, f"{field} must be a list")
             for value in values:
-                if isinstance(value, str) and value in index:
+                if isinstance(value, str) and id(index.get(value)) in visible:
                     matches[id(index[value])] = index[value]
         results = list(matches.values())
         page = _int_param(query, "page", 1)
@@ -541,6 +588,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging; ``FakeDiscovery.request_log`` records requests."""
+
+
+def _flag(query: Mapping[str, list[str]], name: str) -> bool:
+    """A boolean query parameter as Django REST framework reads one (``True``, ``true``, 1)."""
+    values = query.get(name)
+    return bool(values) and values[-1].strip().lower() in TRUE_PARAMS
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A naive time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as aware UTC; None when it is absent or not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _error(status: int, detail: str = "") -> Reply:

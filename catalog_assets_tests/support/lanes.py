@@ -19,7 +19,7 @@ from catalog_assets.defs.resources import (
     SampleContentSource,
 )
 from catalog_assets.store import open_store
-from catalog_assets_tests.support.expected import expected_pairs, valid_filters
+from catalog_assets_tests.support.expected import admitted, expected_pairs, valid_filters
 
 ASSETS = [*bulk_assets, associations_reference_live_content]
 
@@ -69,8 +69,9 @@ class Lane:
             }
 
     def expected_associations(self) -> list[tuple[str, str]]:
-        """What the filter engine says directly, from the source files (valid queries only)."""
-        records = [{**d, "_key": content_key_of(d)} for d in self.content]
+        """What the filter engine says directly, from the source files (valid queries only,
+        content the allow-lists admit)."""
+        records = [{**d, "_key": content_key_of(d)} for d in admitted(self.content)]
         return expected_pairs(valid_filters(self.queries["catalog_queries"]), records)
 
 

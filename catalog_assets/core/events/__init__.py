@@ -11,10 +11,17 @@ from catalog_assets.core.events.messages import (
     EventFormat,
     EventType,
     RawMessage,
+    SchemaRef,
+    SchemaRegistryRefused,
     SchemaRegistryUnavailable,
     frame_confluent,
 )
-from catalog_assets.core.events.schemas import SchemaRegistry, bundled_schema
+from catalog_assets.core.events.schemas import (
+    RegistrySettings,
+    SchemaRegistry,
+    bundled_schema,
+    schema_registry,
+)
 
 __all__ = [
     "CATALOG_INFO_CHANGED",
@@ -25,11 +32,15 @@ __all__ = [
     "EventFormat",
     "EventType",
     "RawMessage",
+    "RegistrySettings",
+    "SchemaRef",
     "SchemaRegistry",
+    "SchemaRegistryRefused",
     "SchemaRegistryUnavailable",
     "bundled_schema",
     "decode",
     "encode_json_event",
     "frame_confluent",
     "parse_course_run_key",
+    "schema_registry",
 ]

@@ -9,14 +9,19 @@ the registry is not, and the sensor retries on its next tick.
 Two formats, told apart by the value's first byte and the headers:
 
 * **Open edX event bus** (openedx-events over event-bus-kafka): the value is Avro in Confluent
-  wire format (byte 0 is ``0x00``, bytes 1-4 a big-endian schema id, then Avro binary) and the
-  CloudEvent attributes are headers (``ce_type``, ``ce_id``, ``ce_time``, ...). The supported type,
-  `CATALOG_INFO_CHANGED`, names one course run; it yields an upsert for the run and one for its
-  parent course. The record is decoded (with the writer schema from the schema registry when one
-  is given, else with the schema bundled in ``catalog_assets/schemas/``) but only the run key is
-  kept: the asset fetches full records from the content source.
+  wire format (a magic byte and the writer's schema id or GUID, then Avro binary; or bare Avro
+  with the schema GUID in the ``__value_schema_id`` header) and the CloudEvent attributes are
+  headers (``ce_type``, ``ce_id``, ``ce_time``, ...). The supported type, `CATALOG_INFO_CHANGED`,
+  names one course run and yields an upsert for it; the run's course is refreshed when the run's
+  record is fetched (``content_updates``), from the course that record names, never from the
+  run key alone. The record is decoded (with the writer schema from the schema registry when
+  one is given, else with the schema bundled in ``catalog_assets/schemas/``) but only the run
+  key is kept: the asset fetches full records from the content source.
 * **JSON** (other sources of truth): ``{"id", "type", "time", "content_key", "content_type",
-  "metadata"}``; the Kafka key, when present, is the content key.
+  "metadata"}``.
+
+Decoding never depends on the Kafka key: event-bus-kafka sends it Avro-encoded (a framed Avro
+string), JSON producers as text, and it only decides the partition.
 """
 
 from __future__ import annotations
@@ -32,14 +37,17 @@ import fastavro
 from catalog_assets.core.content import naive_utc
 from catalog_assets.core.events.messages import (
     CONFLUENT_MAGIC,
-    FRAME,
+    CONFLUENT_MAGIC_GUID,
     SUPPORTED_OPENEDX_TYPES,
+    VALUE_SCHEMA_ID_HEADER,
     BadEvent,
     ContentEvent,
     ContentType,
     EventFormat,
     EventType,
     RawMessage,
+    SchemaRef,
+    read_frame,
 )
 from catalog_assets.core.events.schemas import SchemaRegistry, bundled_schema
 
@@ -54,7 +62,7 @@ def decode(message: RawMessage, registry: SchemaRegistry | None = None) -> list[
     if not value:
         raise message.bad("empty message value (no payload)")
     headers = _Headers(message)
-    if value[0] == CONFLUENT_MAGIC or headers.has("ce_type"):
+    if value[0] in (CONFLUENT_MAGIC, CONFLUENT_MAGIC_GUID) or headers.has("ce_type"):
         return _decode_openedx(message, value, headers, registry)
     return _decode_json(message, value)
 
@@ -76,6 +84,17 @@ class _Headers:
 
     def has(self, name: str) -> bool:
         return name in self._values
+
+    def raw(self, name: str) -> bytes | None:
+        """A binary header's bytes (several different values: BadEvent)."""
+        values = self._values.get(name)
+        if not values:
+            return None
+        if len(set(values)) > 1:
+            raise self._message.bad(
+                f"header {name!r} appears {len(values)} times with different values"
+            )
+        return values[0]
 
     def get(self, name: str) -> str | None:
         values = self._values.get(name)
@@ -100,7 +119,7 @@ def _decode_openedx(
     ce_type = headers.get("ce_type")
     if not ce_type:
         raise message.bad(
-            "Confluent-framed Avro value (first byte 0x00) without a ce_type header: "
+            "Confluent-framed Avro value (first byte 0x00 or 0x01) without a ce_type header: "
             "cannot tell which Open edX event it is"
         )
     if ce_type not in SUPPORTED_OPENEDX_TYPES:
@@ -115,24 +134,19 @@ def _decode_openedx(
     ce_time = headers.get("ce_time")
     time = _parse_time(message, ce_time, "ce_time header") if ce_time else None
 
-    if len(value) < FRAME.size or value[0] != CONFLUENT_MAGIC:
-        raise message.bad(
-            f"{ce_type} event value is not in Confluent wire format (expected magic byte 0x00 and "
-            f"a 4-byte schema id; got {len(value)} bytes starting {value[:5].hex()!r})"
-        )
-    _, schema_id = FRAME.unpack_from(value)
+    ref, start = _writer_schema_ref(message, value, headers, ce_type)
     if registry is not None:
         try:
-            schema = registry.schema(schema_id)
+            schema = registry.schema(ref)
         except BadEvent as error:
             raise message.bad(str(error)) from error
-        which = f"writer schema id {schema_id} from the schema registry"
+        which = f"writer {ref} from the schema registry"
     else:
         schema = bundled_schema(ce_type)
-        which = f"the bundled {ce_type} schema (frame schema id {schema_id})"
+        which = f"the bundled {ce_type} schema (frame {ref})"
 
     stream = io.BytesIO(value)
-    stream.seek(FRAME.size)
+    stream.seek(start)
     try:
         record = fastavro.schemaless_reader(stream, schema, None)
     except Exception as error:
@@ -159,21 +173,45 @@ def _decode_openedx(
             f"catalog_info.course_key {run_key!r} is not a course run key of the form "
             "course-v1:ORG+NUMBER+RUN"
         )
-    org, number, _ = parts
-    common = {
-        "event_id": ce_id,
-        "event_type": EventType.UPSERTED,
-        "time": time,
-        "metadata": None,
-        "source": EventFormat.OPENEDX,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-    }
     return [
-        ContentEvent(content_key=run_key, content_type=ContentType.COURSERUN, **common),
-        ContentEvent(content_key=f"{org}+{number}", content_type=ContentType.COURSE, **common),
+        ContentEvent(
+            event_id=ce_id,
+            event_type=EventType.UPSERTED,
+            content_key=run_key,
+            content_type=ContentType.COURSERUN,
+            time=time,
+            metadata=None,
+            source=EventFormat.OPENEDX,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
     ]
+
+
+def _writer_schema_ref(
+    message: RawMessage, value: bytes, headers: _Headers, ce_type: str
+) -> tuple[SchemaRef, int]:
+    """The writer schema's reference and where the Avro payload starts: from the
+    ``__value_schema_id`` header when present (the payload is then bare Avro), else from the
+    value's own frame."""
+    if headers.has(VALUE_SCHEMA_ID_HEADER):
+        raw = headers.raw(VALUE_SCHEMA_ID_HEADER)
+        framed = read_frame(raw or b"")
+        if framed is None or framed[1] != len(raw or b""):
+            raise message.bad(
+                f"{VALUE_SCHEMA_ID_HEADER} header is not a schema id or GUID frame: "
+                f"{(raw or b'')[:20].hex()!r}"
+            )
+        return framed[0], 0
+    framed = read_frame(value)
+    if framed is None:
+        raise message.bad(
+            f"{ce_type} event value is not in Confluent wire format (expected magic byte 0x00 "
+            "and a 4-byte schema id, or 0x01 and a 16-byte schema GUID; got "
+            f"{len(value)} bytes starting {value[:5].hex()!r})"
+        )
+    return framed
 
 
 def _decode_json(message: RawMessage, value: bytes) -> list[ContentEvent]:
@@ -202,16 +240,6 @@ def _decode_json(message: RawMessage, value: bytes) -> list[ContentEvent]:
         known = [t.value for t in ContentType]
         raise message.bad(f"unknown content_type {raw_content_type!r}; expected one of {known}")
     content_type = ContentType(raw_content_type)
-
-    if message.key is not None:
-        try:
-            key = message.key.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise message.bad(f"message key is not UTF-8: {error}") from error
-        if key != content_key:
-            raise message.bad(
-                f"message key {key!r} differs from the event's content_key {content_key!r}"
-            )
 
     raw_time = body.get("time")
     if raw_time is None:

@@ -4,11 +4,17 @@ A message arrives as a `RawMessage` (plain values; `RawMessage.from_kafka` build
 ``confluent_kafka.Message``); decoding turns it into `ContentEvent`s or raises `BadEvent` (the
 message goes to the dead-letter table). `SchemaRegistryUnavailable` is not a `BadEvent`: the
 message is fine, the registry is not, and the sensor retries on its next tick.
+
+Wire-format facts (Confluent Schema Registry framing, as confluent-kafka writes it for the Open
+edX event bus): a framed key or value starts with a magic byte, 0 followed by a big-endian 4-byte
+schema id, or 1 followed by a 16-byte schema GUID; the writer's schema id may instead travel in
+the ``__value_schema_id`` header (magic byte 1 and a GUID), the payload then being bare Avro.
 """
 
 from __future__ import annotations
 
 import struct
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -49,7 +55,10 @@ SUPPORTED_OPENEDX_TYPES = {
 }
 
 CONFLUENT_MAGIC = 0
-FRAME = struct.Struct(">bI")  # magic byte, schema id
+CONFLUENT_MAGIC_GUID = 1
+FRAME = struct.Struct(">bI")  # magic byte 0, schema id
+GUID_FRAME_SIZE = 17  # magic byte 1, 16-byte schema GUID
+VALUE_SCHEMA_ID_HEADER = "__value_schema_id"
 
 
 class BadEvent(ValueError):
@@ -82,6 +91,22 @@ class SchemaRegistryUnavailable(RuntimeError):
 
     Not a problem with the message: do not dead-letter it, retry later.
     """
+
+
+class SchemaRegistryRefused(SchemaRegistryUnavailable):
+    """The schema registry refused the credentials (HTTP 401/403): a setting to fix, not a bad
+    message, so it is retried like an outage."""
+
+
+@dataclass(frozen=True)
+class SchemaRef:
+    """Which writer schema framed a payload: a registry id (magic byte 0) or GUID (magic 1)."""
+
+    schema_id: int | None = None
+    guid: str | None = None
+
+    def __str__(self) -> str:
+        return f"schema id {self.schema_id}" if self.guid is None else f"schema GUID {self.guid}"
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,16 @@ class ContentEvent:
 def frame_confluent(schema_id: int, avro_payload: bytes) -> bytes:
     """Confluent wire format: magic byte 0x00, big-endian 4-byte schema id, Avro binary."""
     return FRAME.pack(CONFLUENT_MAGIC, schema_id) + avro_payload
+
+
+def read_frame(data: bytes) -> tuple[SchemaRef, int] | None:
+    """The schema reference a framed payload starts with and the Avro payload's offset; None
+    when ``data`` does not start with a complete Confluent frame."""
+    if len(data) >= FRAME.size and data[0] == CONFLUENT_MAGIC:
+        return SchemaRef(schema_id=FRAME.unpack_from(data)[1]), FRAME.size
+    if len(data) >= GUID_FRAME_SIZE and data[0] == CONFLUENT_MAGIC_GUID:
+        return SchemaRef(guid=str(uuid.UUID(bytes=bytes(data[1:GUID_FRAME_SIZE])))), GUID_FRAME_SIZE
+    return None
 
 
 def iso_utc(value: datetime) -> str:

@@ -18,7 +18,7 @@ from catalog_assets.core.refresh.associations import (
     usable_filters,
 )
 from catalog_assets.core.refresh.common import PAIR_COLUMNS, RECORD_KEY, GuardrailTripped, Timer
-from catalog_assets.core.refresh.content import ContentReport, refresh_content
+from catalog_assets.core.refresh.content import ContentReport, forced_courses, refresh_content
 from catalog_assets.core.refresh.queries import (
     QueryReport,
     catalog_query_row,
@@ -38,6 +38,7 @@ __all__ = [
     "Timer",
     "catalog_query_row",
     "enterprise_catalog_row",
+    "forced_courses",
     "refresh_associations",
     "refresh_content",
     "sync_catalog_queries",

@@ -1,5 +1,6 @@
-"""Step 3 of the bulk lane: evaluate every valid query against every live record in bulk and
-apply only the difference, serialised with the event lane; guarded against wild swings."""
+"""Step 3 of the bulk lane: evaluate every valid query against every live record in bulk, add
+the courses each query forces in, and apply only the difference, serialised with the event
+lane; guarded against wild swings. The links between content are rebuilt in the same pass."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime
 
 import polars as pl
 
+from catalog_assets.core.catalog_contents import declared_relations, forcing_queries
 from catalog_assets.core.filters import evaluate, validate
 from catalog_assets.core.refresh.common import (
     PAIR_COLUMNS,
@@ -58,6 +60,10 @@ class AssociationReport:
     invalid_kept: dict[str, int]
     data_warnings: dict[str, list[str]]
     timings: dict[str, float]
+    forced_pairs: int = 0  # pairs a query's forced courses add beyond its filter's matches
+    relations_added: int = 0
+    relations_removed: int = 0
+    relations_total: int = 0
 
     @property
     def held(self) -> list[QueryChange]:
@@ -87,6 +93,18 @@ def usable_filters(
 
 def _counts(pairs: pl.DataFrame) -> dict[str, int]:
     return dict(pairs.group_by("catalog_query_uuid").len().iter_rows())
+
+
+def forced_pairs(filters: dict[str, dict], live_keys: set[str]) -> pl.DataFrame:
+    """(query, course) for each live course a valid query forces in, whatever its filter says:
+    enterprise-catalog adds forced courses to the query's results."""
+    rows = [
+        (uuid, key)
+        for key, uuids in forcing_queries(filters).items()
+        if key in live_keys
+        for uuid in uuids
+    ]
+    return pl.DataFrame(rows, schema={column: pl.String for column in PAIR_COLUMNS}, orient="row")
 
 
 def refresh_associations(
@@ -132,9 +150,11 @@ def _refresh_associations(
     with timer.phase("match"):
         records = [{**metadata, RECORD_KEY: key} for key, metadata in live]
         result = evaluate(filters, records, key=RECORD_KEY)
-        desired = result.pairs.rename(
+        matched = result.pairs.rename(
             {"query_id": "catalog_query_uuid", "content_key": "content_key"}
         )
+        forced = forced_pairs(filters, {key for key, _ in live})
+        desired = pl.concat([matched, forced.join(matched, on=PAIR_COLUMNS, how="anti")])
     with timer.phase("diff"):
         is_valid = pl.col("catalog_query_uuid").is_in(pl.lit(list(valid), dtype=pl.List(pl.String)))
         current_valid = current.filter(is_valid)
@@ -171,6 +191,9 @@ def _refresh_associations(
     with timer.phase("write"):
         now_applied = {u: q.filter_hash for u, q in valid.items() if u not in held}
         added, removed = store.apply_association_diff(adds, removes, now, now_applied)
+        # The links records declare, from the same live content, under the same lock.
+        relations = declared_relations(dict(live))
+        relations_added, relations_removed = store.replace_relations(relations)
     invalid_kept = _counts(current_invalid.join(invalid_removes, on=PAIR_COLUMNS, how="anti"))
     return AssociationReport(
         added=added,
@@ -181,6 +204,10 @@ def _refresh_associations(
         invalid_kept=invalid_kept,
         data_warnings=result.data_warnings,
         timings=timer.seconds,
+        forced_pairs=desired.height - matched.height,
+        relations_added=relations_added,
+        relations_removed=relations_removed,
+        relations_total=len(relations),
     )
 
 
