@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run dev test lint format check-defs deploy-local bench bench-filters bench-refresh bench-events
+.PHONY: install run dev test lint format check-defs deploy-local bench bench-filters bench-refresh bench-events bench-partitions
 
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,8 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Benchmarks (see docs/benchmarks.md); `make bench` runs all three, several minutes in all.
-bench: bench-filters bench-refresh bench-events
+# Benchmarks (see docs/benchmarks.md); `make bench` runs them all, several minutes in all.
+bench: bench-filters bench-refresh bench-events bench-partitions
 
 bench-filters: install
 	$(BIN)/python bench/bench_filters.py
@@ -71,3 +71,6 @@ bench-refresh: install
 
 bench-events: install
 	$(BIN)/python bench/bench_events.py
+
+bench-partitions: install
+	$(BIN)/python bench/bench_partitions.py
