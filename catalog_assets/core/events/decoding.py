@@ -97,14 +97,8 @@ class _Headers:
         return values[0]
 
     def get(self, name: str) -> str | None:
-        values = self._values.get(name)
-        if not values:
-            return None
-        if len(set(values)) > 1:
-            raise self._message.bad(
-                f"header {name!r} appears {len(values)} times with different values"
-            )
-        raw = values[0]
+        """A text header (several different values, or not UTF-8: BadEvent)."""
+        raw = self.raw(name)
         if raw is None:
             return None
         try:
