@@ -27,6 +27,7 @@ from catalog_assets.store import (
     CatalogQueryRow,
     CatalogStore,
     EnterpriseCatalogRow,
+    StoredContent,
     open_store,
 )
 
@@ -129,16 +130,7 @@ def find_catalogs(content_key: str, url: str | None = None) -> LookupResult:
         record = store.get_content(content_key)
     if rows:
         return LookupResult(Found.FOUND, rows, f"{content_key!r} is in {len(rows)} catalog(s)")
-    if record is None:
-        return LookupResult(
-            Found.UNKNOWN_CONTENT, [], f"no content with the key {content_key!r} in the store"
-        )
-    state = "tombstoned" if record.deleted_at is not None else "live"
-    return LookupResult(
-        Found.NOTHING,
-        [],
-        f"{content_key!r} is known ({record.content_type}, {state}) but in no catalog",
-    )
+    return _nothing_for(content_key, record, "in no catalog")
 
 
 def catalogs_for(content_key: str, url: str | None = None) -> list[dict[str, Any]]:
@@ -160,11 +152,19 @@ def find_related(content_key: str, url: str | None = None) -> LookupResult:
         record = store.get_content(content_key)
     if rows:
         return LookupResult(Found.FOUND, rows, f"{content_key!r} has {len(rows)} link(s)")
+    return _nothing_for(content_key, record, "linked with nothing")
+
+
+def _nothing_for(content_key: str, record: StoredContent | None, what: str) -> LookupResult:
+    """A key-based lookup that found nothing: an unknown key, or a known one (and its state)."""
     if record is None:
         return LookupResult(
             Found.UNKNOWN_CONTENT, [], f"no content with the key {content_key!r} in the store"
         )
-    return LookupResult(Found.NOTHING, [], f"{content_key!r} is known but linked with nothing")
+    state = "tombstoned" if record.deleted_at is not None else "live"
+    return LookupResult(
+        Found.NOTHING, [], f"{content_key!r} is known ({record.content_type}, {state}) but {what}"
+    )
 
 
 # --- Lookups by catalog --------------------------------------------------------------------
