@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run dev test lint format check-defs deploy-local bench bench-filters bench-refresh bench-events bench-partitions
+.PHONY: install run dev test lint format check-defs deploy-local bench bench-filters bench-refresh bench-events bench-partitions bench-scale bench-query-lane
 
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +60,12 @@ format: install
 	$(BIN)/ruff format .
 
 # Benchmarks (see docs/benchmarks.md); `make bench` runs them all, several minutes in all.
-bench: bench-filters bench-refresh bench-events bench-partitions
+bench: bench-filters bench-refresh bench-events bench-partitions bench-query-lane
 
 bench-filters: install
 	$(BIN)/python bench/bench_filters.py
+	$(BIN)/python bench/bench_filters.py --queries 1000 --records 50000 --repeat 3 --sample-pairs 20000
+	$(BIN)/python bench/bench_filters.py --queries 2500 --records 100000 --repeat 3 --sample-pairs 20000
 	$(BIN)/python bench/bench_filters.py --queries 5000 --records 200000 --repeat 2 --sample-pairs 20000
 
 bench-refresh: install
@@ -71,6 +73,20 @@ bench-refresh: install
 
 bench-events: install
 	$(BIN)/python bench/bench_events.py
+	$(BIN)/python bench/bench_event_apply.py
 
 bench-partitions: install
 	$(BIN)/python bench/bench_partitions.py
+
+# The query lane: a catalog query edited in the listing until its pairs are in the store
+# (200,000 records on PostgreSQL, the daemon and a code server, the sensor's default interval).
+bench-query-lane: install
+	$(BIN)/python bench/bench_query_lane.py
+
+# Production scale (issue 12): full_refresh runs via `dagster job execute` (a run in its own
+# process) on PostgreSQL for the store and the instance, 200,000 documents served by the local
+# course-discovery server x 5,000 catalog queries, first and no-change refresh, plus the cost
+# curve at 50,000 x 1,000 and 100,000 x 2,500. Not part of `make bench` (nor `make test`): it
+# takes tens of minutes and several GiB of RAM, so it is run on its own, on a quiet machine.
+bench-scale: install
+	$(BIN)/python bench/bench_scale.py

@@ -31,8 +31,8 @@ from catalog_assets.defs.bulk_assets import bulk_assets
 from catalog_assets.defs.partition_status import CONTENT_ITEM
 from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
     CatalogStoreResource,
+    FileCatalogQuerySource,
     SampleContentSource,
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
@@ -87,7 +87,7 @@ def main() -> None:
         store_url = f"duckdb:///{folder}/catalog.duckdb"
         resources = {
             "content_source": SampleContentSource(path=str(folder / "content.json")),
-            "catalog_query_source": CatalogQuerySource(path=str(folder / "queries.json")),
+            "catalog_query_source": FileCatalogQuerySource(path=str(folder / "queries.json")),
             "catalog_store": CatalogStoreResource(url=store_url),
         }
         print(f"Dagster instance storage: {args.instance}; catalog store: DuckDB")

@@ -29,9 +29,9 @@ import dagster as dg
 from catalog_assets.core.content import content_key_of
 from catalog_assets.defs.bulk_assets import bulk_assets
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
     CatalogStoreResource,
     DiscoveryContentSource,
+    FileCatalogQuerySource,
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
 from catalog_assets.store import open_store
@@ -77,7 +77,7 @@ def run(store_url: str, fake: FakeDiscovery, queries_path: Path) -> tuple[float,
     )
     resources = {
         "content_source": source,
-        "catalog_query_source": CatalogQuerySource(path=str(queries_path)),
+        "catalog_query_source": FileCatalogQuerySource(path=str(queries_path)),
         "catalog_store": CatalogStoreResource(url=store_url),
     }
     outcomes = []

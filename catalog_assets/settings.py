@@ -29,6 +29,11 @@ class ContentSourceKind(StrEnum):
     DISCOVERY = "discovery"
 
 
+class CatalogQueriesSourceKind(StrEnum):
+    FILE = "file"
+    ENTERPRISE_CATALOG = "enterprise-catalog"
+
+
 class StartFrom(StrEnum):
     EARLIEST = "earliest"
     LATEST = "latest"
@@ -53,12 +58,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONTENT_SOURCE", "sample", "`sample` (bundled dataset, no network) or `discovery`"),
     Setting("SAMPLE_CONTENT_PATH", "", "with `sample`: a JSON array of search documents"),
     Setting("DISCOVERY_API_URL", "", "with `discovery`: course-discovery's API root"),
-    Setting("LMS_OAUTH2_URL", "", "with `discovery`: the LMS OAuth2 root"),
-    Setting("LMS_OAUTH2_CLIENT_ID", "", "with `discovery`: client-credentials grant"),
-    Setting("LMS_OAUTH2_CLIENT_SECRET", "", "with `discovery`: its secret", secret=True),
+    Setting("LMS_OAUTH2_URL", "", "with `discovery` or `enterprise-catalog`: the LMS OAuth2 root"),
+    Setting("LMS_OAUTH2_CLIENT_ID", "", "with `discovery` or `enterprise-catalog`: client id"),
+    Setting("LMS_OAUTH2_CLIENT_SECRET", "", "the client id's secret", secret=True),
+    Setting(
+        "CATALOG_QUERIES_SOURCE",
+        "file",
+        "`file` (`CATALOG_QUERIES_PATH`) or `enterprise-catalog` (its REST API)",
+    ),
     Setting("CATALOG_QUERIES_PATH", "", "JSON file of catalog queries and enterprise catalogs"),
+    Setting("ENTERPRISE_CATALOG_API_URL", "", "with `enterprise-catalog`: its API root"),
     Setting("CATALOG_STORE_URL", DEFAULT_STORE_URL, "`duckdb:///<path>` or `postgresql://...`"),
     Setting("FULL_REFRESH_CRON", "0 4 * * *", "the `full_refresh_schedule` (UTC)"),
+    Setting(
+        "CATALOG_QUERIES_POLL_SECONDS",
+        "30",
+        "minimum interval between `catalog_queries_sensor` ticks (the query lane)",
+    ),
     # What a catalog admits (both lanes; enterprise-catalog's allow-lists by default)
     Setting(
         "CONTENT_PRODUCT_SOURCE_ALLOW_LIST",
@@ -91,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_MAX_MESSAGES_PER_TICK", "5000", "tick bound: messages read"),
     Setting("KAFKA_MAX_SECONDS_PER_TICK", "20", "tick bound: seconds spent reading"),
     Setting("KAFKA_MAX_RUNS_PER_TICK", "10", "tick bound: runs asked for"),
-    Setting("KAFKA_SENSOR_INTERVAL_SECONDS", "5", "minimum interval between sensor ticks"),
+    Setting("KAFKA_SENSOR_INTERVAL_SECONDS", "1", "minimum interval between sensor ticks"),
     # Commands
     Setting("DAGSTER_HOME", LOCAL_DAGSTER_HOME, "the Dagster instance the commands use"),
 )
@@ -140,8 +156,10 @@ class Settings:
     max_seconds_per_tick: float
     max_runs_per_tick: int
     sensor_interval_seconds: int
+    catalog_queries_poll_seconds: int
     dagster_home: str
     allow_lists: AllowLists = field(default_factory=AllowLists)
+    catalog_queries_source: CatalogQueriesSourceKind = CatalogQueriesSourceKind.FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,18 +172,14 @@ class Settings:
 
         content_source = _choice(text("CONTENT_SOURCE"), ContentSourceKind, "CONTENT_SOURCE")
         if content_source is ContentSourceKind.DISCOVERY:
-            missing = [
-                name
-                for name in (
-                    "DISCOVERY_API_URL",
-                    "LMS_OAUTH2_URL",
-                    "LMS_OAUTH2_CLIENT_ID",
-                    "LMS_OAUTH2_CLIENT_SECRET",
-                )
-                if not env.get(name)
-            ]
-            if missing:
-                raise SettingError(f"CONTENT_SOURCE=discovery needs {', '.join(missing)}")
+            _check_api(env, "CONTENT_SOURCE=discovery", "DISCOVERY_API_URL")
+        queries_source = _choice(
+            text("CATALOG_QUERIES_SOURCE"), CatalogQueriesSourceKind, "CATALOG_QUERIES_SOURCE"
+        )
+        if queries_source is CatalogQueriesSourceKind.ENTERPRISE_CATALOG:
+            _check_api(
+                env, "CATALOG_QUERIES_SOURCE=enterprise-catalog", "ENTERPRISE_CATALOG_API_URL"
+            )
         _check_registry(env)
         cron = text("FULL_REFRESH_CRON")
         if len(cron.split()) != 5:
@@ -181,11 +195,13 @@ class Settings:
             max_seconds_per_tick=_number(text, "KAFKA_MAX_SECONDS_PER_TICK", float),
             max_runs_per_tick=_number(text, "KAFKA_MAX_RUNS_PER_TICK", int),
             sensor_interval_seconds=_number(text, "KAFKA_SENSOR_INTERVAL_SECONDS", int),
+            catalog_queries_poll_seconds=_number(text, "CATALOG_QUERIES_POLL_SECONDS", int),
             dagster_home=text("DAGSTER_HOME"),
             allow_lists=AllowLists(
                 _names(text, "CONTENT_PRODUCT_SOURCE_ALLOW_LIST"),
                 _names(text, "CONTENT_COURSE_TYPE_ALLOW_LIST"),
             ),
+            catalog_queries_source=queries_source,
         )
 
     def is_set(self, name: str) -> bool:
@@ -237,6 +253,20 @@ def content_topics(topics: str, prefix: str = "") -> list[str]:
     prefix = prefix.strip()
     names = [topic.strip() for topic in topics.split(",") if topic.strip()]
     return [f"{prefix}-{name}" if prefix else name for name in names]
+
+
+OAUTH2_SETTINGS = ("LMS_OAUTH2_URL", "LMS_OAUTH2_CLIENT_ID", "LMS_OAUTH2_CLIENT_SECRET")
+"""The LMS OAuth2 client-credentials grant every Open edX REST source authenticates with."""
+
+
+def _check_api(env: Mapping[str, str], choice: str, url_name: str) -> None:
+    """A REST source needs its API root and the LMS OAuth2 settings; URLs must be http(s)."""
+    missing = [name for name in (url_name, *OAUTH2_SETTINGS) if not env.get(name)]
+    if missing:
+        raise SettingError(f"{choice} needs {', '.join(missing)}")
+    for name in (url_name, "LMS_OAUTH2_URL"):
+        if not env[name].strip().startswith(("http://", "https://")):
+            raise SettingError(f"{name} must start with http:// or https:// ({choice})")
 
 
 def _check_registry(env: Mapping[str, str]) -> None:

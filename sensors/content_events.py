@@ -14,6 +14,9 @@ the events hold: a large record waits in the store (``event_payload``) and the r
 it; records inline add up to at most ``TICK_INLINE_LIMIT``; a batch whose config would exceed
 ``RUN_CONFIG_LIMIT`` is split; and each event adds at most a content key and an event id of
 ``MAX_ID_LENGTH`` (longer ones are no real ones: their messages become dead letters).
+
+Longer than most modules, on purpose: a tick is one unit whose bounds (messages, seconds, run
+config size, inline records, run count, partitions added) only make sense read together.
 """
 
 from __future__ import annotations
@@ -57,12 +60,20 @@ INLINE_RECORD_LIMIT = 16 * 1024
 """A record whose JSON is longer goes to the store; the run config carries its ref."""
 TICK_INLINE_LIMIT = 4 * 1024 * 1024
 """The JSON of all records one tick carries inline; records past it go by ref too."""
-RUN_CONFIG_LIMIT = 1_000_000
-"""The serialized run config one run request may carry; a larger batch is split."""
+RUN_CONFIG_LIMIT = 2_000_000
+"""The serialized run config one run request may carry; a larger batch is split (a batch of
+1,250 typical records, about 0.9 KB each in run config, fits)."""
 EVENT_IDS_LIMIT = 16 * 1024
 """The JSON of one update's event ids in run config: the latest that fit (run keys use all)."""
 MAX_ID_LENGTH = 1024
 """Content keys and event ids are far shorter; a message with a longer one is a dead letter."""
+
+
+IDLE_WAIT_SECONDS = 3.5
+"""How long a tick that finds no message keeps polling for one. The daemon evaluates sensors
+at most every 5 seconds (its loop), so without waiting an event sits up to 5 s before a tick
+reads it; a tick that waits 3.5 s reads it at once unless it arrives in the 1.5 s between ticks,
+and still ends before the next loop (a longer tick would make the daemon skip a loop)."""
 
 
 class TickLimits(dg.ConfigurableResource):
@@ -71,9 +82,18 @@ class TickLimits(dg.ConfigurableResource):
     max_messages: int = Field(default=5000, description="KAFKA_MAX_MESSAGES_PER_TICK")
     max_seconds: float = Field(default=20.0, description="KAFKA_MAX_SECONDS_PER_TICK")
     max_runs: int = Field(default=10, description="KAFKA_MAX_RUNS_PER_TICK")
-    max_keys_per_batch: int = Field(default=500, description="keys one batch run applies")
+    max_keys_per_batch: int = Field(
+        default=1250,
+        description="keys one batch run applies: a full tick (5,000 keys) makes 4 runs, as many "
+        "as the run queue runs at once; a run costs seconds to start, so fewer, larger runs",
+    )
     single_key_runs_up_to: int = Field(
         default=5, description="up to this many changed keys, one run per key"
+    )
+    wait_seconds: float = Field(
+        default=0.0,
+        description="how long a tick that finds nothing waits for a first message (the "
+        "code location sets IDLE_WAIT_SECONDS)",
     )
 
 
@@ -257,6 +277,20 @@ def _too_long(events: Sequence[ContentEvent]) -> str | None:
     return None
 
 
+KEYS_ASKED_ONE_BY_ONE = 50
+"""Up to this many keys, ask the instance about each, and let the tick's partitions request add
+the new ones (the daemon checks each key of it again, one query each); more: list every
+partition once (as many as content keys, 200,000 and more in production) and add the new ones
+in bulk from the tick."""
+
+
+def _new_partitions(instance: dg.DagsterInstance, keys: set[str]) -> list[str]:
+    """The keys that are not yet ``content_keys`` partitions."""
+    if len(keys) <= KEYS_ASKED_ONE_BY_ONE:
+        return sorted(k for k in keys if not instance.has_dynamic_partition(CONTENT_KEYS.name, k))
+    return sorted(keys - set(instance.get_dynamic_partitions(CONTENT_KEYS.name)))
+
+
 def evaluate_tick(
     context: dg.SensorEvaluationContext,
     source: KafkaEventSource,
@@ -273,7 +307,7 @@ def evaluate_tick(
     offsets = parse_cursor(context.cursor)
     generation = replay_generation(context.cursor)
     try:
-        batch = source.read(offsets, limits.max_messages, limits.max_seconds)
+        batch = source.read(offsets, limits.max_messages, limits.max_seconds, limits.wait_seconds)
     except KafkaException as error:
         return dg.SkipReason(
             redact(
@@ -304,8 +338,13 @@ def evaluate_tick(
                     f"({stored} not kept before), e.g. {decoded.dead_letters[0].error}"
                 )
             )
-    known = set(context.instance.get_dynamic_partitions(CONTENT_KEYS.name))
-    new_keys = sorted({u.content_key for u in updates} - known)
+    new_keys = _new_partitions(context.instance, {u.content_key for u in updates})
+    requested = new_keys
+    if len(new_keys) > KEYS_ASKED_ONE_BY_ONE:
+        # The daemon checks each key of a partitions request with its own query (minutes for a
+        # burst of thousands); added here in one statement instead, before any run names them.
+        context.instance.add_dynamic_partitions(CONTENT_KEYS.name, new_keys)
+        requested = []
     runs = plan_runs(updates, limits, generation)
     context.log.info(
         f"{len(batch.messages)} messages ({batch.stopped_by}), {len(decoded.events)} events, "
@@ -319,7 +358,7 @@ def evaluate_tick(
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=(
-            [CONTENT_KEYS.build_add_request(new_keys)] if new_keys else []
+            [CONTENT_KEYS.build_add_request(requested)] if requested else []
         ),
         cursor=serialize_cursor(batch.next_offsets, generation),
     )
@@ -390,5 +429,6 @@ def build_event_resources(settings: Settings) -> dict[str, dg.ConfigurableResour
         max_messages=settings.max_messages_per_tick,
         max_seconds=settings.max_seconds_per_tick,
         max_runs=settings.max_runs_per_tick,
+        wait_seconds=min(IDLE_WAIT_SECONDS, settings.max_seconds_per_tick),
     )
     return {"content_events": source, "tick_limits": limits}

@@ -53,7 +53,8 @@ class KafkaEventSource(dg.ConfigurableResource):
     sasl_username: str = ""
     sasl_password: str = ""
     timeout_seconds: float = 10.0
-    idle_polls: int = Field(default=3, description="empty 0.25 s polls that end a read")
+    idle_polls: int = Field(default=3, description="empty polls in a row that end a read")
+    poll_seconds: float = Field(default=0.1, description="how long one poll waits for messages")
 
     @property
     def configured(self) -> bool:
@@ -102,14 +103,22 @@ class KafkaEventSource(dg.ConfigurableResource):
             }
         )
 
-    def read(self, offsets: Offsets, max_messages: int, max_seconds: float) -> ReadBatch:
+    def read(
+        self, offsets: Offsets, max_messages: int, max_seconds: float, wait_seconds: float = 0.0
+    ) -> ReadBatch:
         """Read from ``offsets`` (new partitions: ``start_from``) until caught up or a limit.
+
+        When nothing has arrived, keep polling up to ``wait_seconds`` (within ``max_seconds``)
+        for the first message: a message published meanwhile is read at once, instead of at
+        the next tick. Once messages arrive, the read ends after ``idle_polls`` empty polls.
 
         Raises ``confluent_kafka.KafkaException`` when the cluster cannot be reached.
         """
         from confluent_kafka import KafkaException, TopicPartition
 
-        deadline = time.monotonic() + max_seconds
+        started = time.monotonic()
+        deadline = started + max_seconds
+        wait_until = started + min(wait_seconds, max_seconds)
         # Start from every known offset: a topic that does not answer this tick keeps its own.
         batch = ReadBatch(next_offsets={t: dict(parts) for t, parts in offsets.items()})
         consumer = self._consumer()
@@ -137,7 +146,9 @@ class KafkaEventSource(dg.ConfigurableResource):
             # Read until nothing more arrives. High watermarks are only a hint: some brokers
             # (Tansu among them) report them behind the last readable offset.
             idle_polls = 0
-            while idle_polls < self.idle_polls:
+            while idle_polls < self.idle_polls or (
+                not batch.messages and time.monotonic() < wait_until
+            ):
                 if len(batch.messages) >= max_messages:
                     batch.stopped_by = f"max_messages ({max_messages})"
                     break
@@ -145,7 +156,7 @@ class KafkaEventSource(dg.ConfigurableResource):
                     batch.stopped_by = f"max_seconds ({max_seconds:g})"
                     break
                 wanted = min(500, max_messages - len(batch.messages))
-                received = consumer.consume(num_messages=wanted, timeout=0.25)
+                received = consumer.consume(num_messages=wanted, timeout=self.poll_seconds)
                 idle_polls = 0 if received else idle_polls + 1
                 for message in received:
                     if message.error() is not None:

@@ -23,7 +23,7 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     import psycopg2
     from confluent_kafka import KafkaException
 
-    from catalog_assets.core.discovery import DiscoveryError
+    from catalog_assets.core.api_client import ApiError
     from catalog_assets.core.events import SchemaRegistryUnavailable
     from catalog_assets.devtools.broker import BrokerError
     from catalog_assets.store import StoreSchemaMismatch, StoreUnavailable
@@ -31,7 +31,7 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     return (
         ValueError,
         OSError,
-        DiscoveryError,
+        ApiError,  # course-discovery, enterprise-catalog, the LMS token endpoint
         BrokerError,
         SchemaRegistryUnavailable,
         StoreSchemaMismatch,

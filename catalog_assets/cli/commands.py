@@ -23,6 +23,8 @@ from catalog_assets.cli.catalog import (
 )
 from catalog_assets.cli.common import PROG
 from catalog_assets.cli.events import broker, publish, replay, since
+from catalog_assets.cli.parity import EXIT_HELP as PARITY_EXIT_HELP
+from catalog_assets.cli.parity import parity
 from catalog_assets.cli.refresh import OVERRIDES, refresh
 from catalog_assets.cli.store import dead_letters_list, dead_letters_replay, migrate
 
@@ -165,6 +167,33 @@ COMMANDS: tuple[Command, ...] = (
             JSON_OUTPUT,
         ),
         examples=("explain CATALOG_UUID edX+DemoX",),
+    ),
+    Command(
+        "parity",
+        "compare each catalog query's content with course-discovery's search",
+        "Before switching over from enterprise-catalog's per-query sync: for each chosen valid\n"
+        "catalog query, ask the content source's search (course-discovery's POST search/all/)\n"
+        "what the old sync computes (its filter, its forced courses, the allow-lists) and\n"
+        "compare it with the store's associations. Prints a summary line, a row per query and\n"
+        "up to 5 examples of each difference with its reason: not_in_store, tombstoned,\n"
+        "modified_differs, excluded_by_allow_list, other. Reads only.\n\n" + PARITY_EXIT_HELP,
+        parity,
+        args=(
+            arg(
+                "--query",
+                action="append",
+                metavar="UUID",
+                help="compare only this catalog query (repeatable; default: every valid one)",
+            ),
+            arg(
+                "--sample",
+                type=int,
+                metavar="N",
+                help="compare at most N queries, the first by uuid (default: all)",
+            ),
+            arg("--json", action="store_true", help="print the report as JSON"),
+        ),
+        examples=("parity", "parity --sample 50 --json", "parity --query QUERY_UUID"),
     ),
     Command(
         "dead-letters",

@@ -23,6 +23,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import polars as pl
+
 from catalog_assets.core.catalog_contents import (
     AllowLists,
     Exclusion,
@@ -30,12 +32,17 @@ from catalog_assets.core.catalog_contents import (
     forcing_queries,
     marked_if_forced,
 )
-from catalog_assets.core.content import content_record, content_type_of, parse_modified
+from catalog_assets.core.content import (
+    ContentRecord,
+    content_record,
+    content_type_of,
+    parse_modified,
+)
 from catalog_assets.core.events.decoding import parse_course_run_key
-from catalog_assets.core.filters import evaluate
-from catalog_assets.core.refresh import RECORD_KEY, usable_filters
+from catalog_assets.core.filters import evaluate, holds
+from catalog_assets.core.refresh import RECORD_KEY, UsableQuery, usable_queries
 from catalog_assets.core.sources import ContentSource
-from catalog_assets.store import CatalogStore
+from catalog_assets.store import CatalogStore, ContentWriteResult
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,17 @@ def _course_plans(
     return [_Plan(wanted[key], fetched=record) for key, record in found.items()], rejected
 
 
+def _only_record_given(plan: _Plan) -> bool:
+    """Whether writing the plan is only upserting the record its event gave."""
+    update = plan.update
+    return (
+        not update.deleted
+        and update.metadata is not None
+        and plan.fetched is None
+        and (not plan.fetch_found_nothing)
+    )
+
+
 def _write(plan: _Plan, store: CatalogStore, now: datetime) -> Outcome:
     """Write one update; a record given and a record fetched are both written, in that order,
     so the stale guard keeps whichever is newer."""
@@ -251,6 +269,17 @@ def _write(plan: _Plan, store: CatalogStore, now: datetime) -> Outcome:
     return outcome
 
 
+def _record(key: str, metadata: dict[str, Any], event_time: datetime | None) -> ContentRecord:
+    """The content record to write for ``key``; ValueError when it cannot be one."""
+    record = content_record(metadata)
+    if record.source_modified is None and event_time is not None:
+        # A record without `modified` is as new as its event, not newer than everything.
+        record = replace(record, source_modified=event_time)
+    if record.content_key != key:
+        raise ValueError(f"the record for {key!r} identifies itself as {record.content_key!r}")
+    return record
+
+
 def _upsert(
     key: str,
     metadata: dict[str, Any],
@@ -258,17 +287,30 @@ def _upsert(
     store: CatalogStore,
     now: datetime,
 ) -> Outcome:
-    record = content_record(metadata)
-    if record.source_modified is None and event_time is not None:
-        # A record without `modified` is as new as its event, not newer than everything.
-        record = replace(record, source_modified=event_time)
-    if record.content_key != key:
-        raise ValueError(f"the record for {key!r} identifies itself as {record.content_key!r}")
-    written = store.apply_content_changes([record], [], now)
+    written = store.apply_content_changes([_record(key, metadata, event_time)], [], now)
     for outcome in (Outcome.INSERTED, Outcome.UPDATED, Outcome.STALE):
         if getattr(written, outcome.value):
             return outcome
     return Outcome.UNCHANGED
+
+
+def _write_records_given(
+    plans: Sequence[_Plan], store: CatalogStore, now: datetime
+) -> dict[str, Outcome | ValueError]:
+    """Write the plans that only upsert the record their event gave, all in one statement
+    (a burst's keys, one by one, cost a round of statements each): each key's outcome, or the
+    ValueError that kept its record out (nothing written for that key)."""
+    records, outcomes = [], {}
+    for plan in plans:
+        update = plan.update
+        try:
+            records.append(_record(update.content_key, update.metadata or {}, update.time))
+        except ValueError as error:
+            outcomes[update.content_key] = error
+    written = store.apply_content_changes(records, [], now) if records else ContentWriteResult()
+    for outcome in (Outcome.UNCHANGED, Outcome.STALE, Outcome.UPDATED, Outcome.INSERTED):
+        outcomes.update(dict.fromkeys(getattr(written, outcome.value), outcome))
+    return outcomes
 
 
 def _rejected(update: ContentUpdate, error: str) -> AppliedUpdate:
@@ -287,19 +329,23 @@ def _apply_together(
     with store.transaction():
         store.lock_writers()
         queries = store.catalog_queries()
-        valid, filters = usable_filters(queries)
-        kept_uuids = {q.uuid for q in queries} - valid.keys()
-        forcing = forcing_queries(filters)
+        usable = usable_queries(queries)
+        kept_uuids = {q.uuid for q in queries} - usable.keys()
+        forcing = forcing_queries({uuid: query.content_filter for uuid, query in usable.items()})
         # Each key's queries before: a tombstone drops its pairs as it is written.
         before = {
             plan.update.content_key: set(store.associations_of(plan.update.content_key))
             for plan in plans
         }
-        for plan in plans:
-            update = plan.update
-            plan, exclusion = _screened(plan, store.allow_lists, forcing)
+        screened = [(plan.update, *_screened(plan, store.allow_lists, forcing)) for plan in plans]
+        given = _write_records_given(
+            [plan for _, plan, _ in screened if _only_record_given(plan)], store, now
+        )
+        for update, plan, exclusion in screened:
             try:
-                outcome = _write(plan, store, now)
+                outcome = given.get(update.content_key) or _write(plan, store, now)
+                if isinstance(outcome, ValueError):
+                    raise outcome
             except ValueError as error:  # raised before this key wrote anything
                 applied[update.content_key] = _rejected(update, str(error))
                 continue
@@ -311,26 +357,64 @@ def _apply_together(
             stored = store.get_content(key)
             if stored is not None and stored.deleted_at is None:
                 live[key] = {**stored.metadata, RECORD_KEY: key}
-        pairs = evaluate(filters, list(live.values()), key=RECORD_KEY).pairs
-        queries_by_key: dict[str, list[str]] = {}
-        for query_id, key in pairs.iter_rows():
-            queries_by_key.setdefault(key, []).append(query_id)
+        queries_by_key = _matching_queries(usable, live)
+        adds: list[tuple[str, str]] = []
+        removes: list[tuple[str, str]] = []
         for key, result in applied.items():
             if result.outcome is Outcome.REJECTED:
                 continue
-            # Invalid queries keep their rows from their last valid evaluation, as in the bulk
-            # lane.
-            kept = set(store.associations_of(key)) & kept_uuids if key in live else set()
-            forced = forcing.get(key, []) if key in live else []
-            result.queries = sorted({*queries_by_key.get(key, []), *kept, *forced})
-            store.replace_content_associations(key, result.queries, now)
-            result.added = len(set(result.queries) - before[key])
-            result.removed = len(before[key] - set(result.queries))
+            if key not in live:  # gone: a tombstone dropped its rows as it was written
+                store.replace_content_associations(key, [], now)
+                result.removed = len(before[key])
+                continue
+            # A live key's rows are still `before` (only tombstones touch them). Invalid queries
+            # keep their rows from their last valid evaluation, as in the bulk lane.
+            kept = before[key] & kept_uuids
+            result.queries = sorted({*queries_by_key.get(key, []), *kept, *forcing.get(key, [])})
+            wanted = set(result.queries)
+            adds.extend((uuid, key) for uuid in wanted - before[key])
+            removes.extend((uuid, key) for uuid in before[key] - wanted)
+            result.added = len(wanted - before[key])
+            result.removed = len(before[key] - wanted)
+        # One bulk write for every key (a broad catalog adds thousands of rows per key).
+        store.apply_association_diff(_pair_frame(adds), _pair_frame(removes), now)
         # Each written key's declared links, from what the store now holds (none once gone).
         written = [key for key, result in applied.items() if result.outcome != Outcome.REJECTED]
         relations = declared_relations({key: live[key] for key in written if key in live})
         store.replace_relations(relations, written)
     return applied
+
+
+def _pair_frame(pairs: list[tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        pairs, schema={"catalog_query_uuid": pl.String, "content_key": pl.String}, orient="row"
+    )
+
+
+REFERENCE_PAIRS_LIMIT = 50_000
+"""Up to this many (filter, record) pairs, each pair is judged by the reference ``matches``
+(about 10 µs a pair); more go to the bulk engine, whose fixed cost grows with the number of
+filters (seconds for 5,000 filters, even over one record: docs/benchmarks.md)."""
+
+
+def _matching_queries(
+    usable: dict[str, UsableQuery], live: dict[str, dict[str, Any]]
+) -> dict[str, list[str]]:
+    """Each live key's matching queries. ``match_table`` always gives ``matches``' answer, so
+    the cheaper of the two is used: the reference for a few keys (a trickle event), each filter
+    parsed once, the bulk engine for a batch."""
+    queries_by_key: dict[str, list[str]] = {}
+    if len(usable) * len(live) <= REFERENCE_PAIRS_LIMIT:
+        for key, record in live.items():
+            found = [uuid for uuid, query in usable.items() if holds(query.parsed, record)]
+            if found:
+                queries_by_key[key] = found
+        return queries_by_key
+    filters = {uuid: query.content_filter for uuid, query in usable.items()}
+    pairs = evaluate(filters, list(live.values()), key=RECORD_KEY).pairs
+    for query_id, key in pairs.iter_rows():
+        queries_by_key.setdefault(key, []).append(query_id)
+    return queries_by_key
 
 
 def _screened(

@@ -26,6 +26,7 @@ from catalog_assets.core.content import (
     utcnow,
 )
 from catalog_assets.core.discovery import DiscoveryClient
+from catalog_assets.core.filters import matches
 
 BUNDLED_DATA_PACKAGE = "catalog_assets.data"
 BUNDLED_CONTENT_FILE = "sample_content.json"
@@ -59,6 +60,13 @@ class ContentSource(Protocol):
     def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The records of these course keys, listed by ``fetch_all`` or not (a course a catalog
         query forces in may be unlisted); a key the source does not have is absent."""
+        ...
+
+    def search(self, content_filter: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """What the source's own search answers for one catalog query's filter, as
+        enterprise-catalog's per-query sync asks it (expired runs left out, pathways in):
+        content key -> search document. For the parity check; raise rather than answer
+        partially."""
         ...
 
 
@@ -161,6 +169,18 @@ class SampleContent:
             if document.get("key") in wanted and content_type_of(document) == "course"
         }
 
+    def search(self, content_filter: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The documents ``fetch_all`` reads that the reference engine (``filters.matches``,
+        document by document) accepts. The file has no expired runs or hidden pathways to
+        leave out (``fetch_all`` keeps them all), so the search sees what the crawl sees.
+        Raises ``InvalidFilter`` for an invalid filter."""
+        documents = _deduplicated(self._documents(), self._where()).documents
+        return {
+            content_key_of(document): document
+            for document in documents
+            if matches(content_filter, document)
+        }
+
 
 @dataclass(frozen=True)
 class DiscoveryContent:
@@ -219,6 +239,10 @@ class DiscoveryContent:
     def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         with self.client() as client:
             return client.fetch_courses(keys)
+
+    def search(self, content_filter: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        with self.client() as client:
+            return client.search(content_filter)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from catalog_assets.defs.resources import (
     CatalogStoreResource,
     ContentSourceResource,
 )
+from catalog_assets.store import CatalogStore
 
 GROUP = CATALOG_GROUP
 # The store is added per environment when definitions load (``metadata.for_environment``).
@@ -283,6 +284,25 @@ class AssociationRefreshConfig(dg.Config):
         default=[], description="Catalog query uuids whose held change to apply."
     )
     confirm_all_held: bool = Field(default=False, description="Apply every held change.")
+    only_changed_queries: bool = Field(
+        default=False,
+        description=(
+            "Evaluate only the valid queries whose filter is new or edited since their "
+            "associations were last computed; leave every other query and the relations as "
+            "they are."
+        ),
+    )
+
+
+def changed_queries(store: CatalogStore) -> list[str]:
+    """The valid queries whose stored filter differs from the one their associations were
+    last computed with (new or edited queries)."""
+    applied = store.applied_filters()
+    return [
+        query.uuid
+        for query in store.catalog_queries()
+        if query.is_valid and applied.get(query.uuid) != query.filter_hash
+    ]
 
 
 @dg.asset(
@@ -321,6 +341,8 @@ def catalog_content_associations(
             hold_rule=HoldRule(config.hold_min_items, config.hold_max_swing),
             confirmed=set(config.confirm_held_queries),
             confirm_all=config.confirm_all_held,
+            only_queries=changed_queries(store) if config.only_changed_queries else None,
+            on_chunk=lambda done, chunks: context.log.info(f"chunk {done}/{chunks} applied"),
             timer=timer,
         )
     top = top_changes(report.changes)

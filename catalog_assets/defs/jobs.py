@@ -1,5 +1,5 @@
 """The ``full_refresh`` job over the bulk lane's assets, its schedule, and the freshness policy
-that says when the scheduled refresh is late."""
+that says when the scheduled refresh is late; the query lane's ``catalog_query_changes`` job."""
 
 from __future__ import annotations
 
@@ -21,6 +21,30 @@ full_refresh = dg.define_asset_job(
     description="Fetch all content once, update what changed, re-evaluate every catalog query.",
     # The run tag that the production run queue limits to one run at a time (deploy/dagster.yaml).
     tags={"catalog/lane": "bulk"},
+)
+
+LIVE_CONTENT_CHECK = dg.AssetCheckKey(
+    dg.AssetKey("catalog_content_associations"), "associations_reference_live_content"
+)
+QUERY_LANE_CONFIG = {
+    "ops": {"catalog_content_associations": {"config": {"only_changed_queries": True}}}
+}
+"""The association step of the query lane evaluates the new and edited filters only."""
+
+catalog_query_changes = dg.define_asset_job(
+    "catalog_query_changes",
+    # Without the check that scans every pair against the content table (seconds at tens of
+    # millions of pairs, for a run meant to take a few): the lane writes pairs of live content
+    # only, and the full refresh runs the check daily.
+    selection=dg.AssetSelection.assets("catalog_queries", "catalog_content_associations")
+    - dg.AssetSelection.checks(LIVE_CONTENT_CHECK),
+    config=QUERY_LANE_CONFIG,
+    description=(
+        "The query lane: store the catalog query listing and re-evaluate only the queries whose "
+        "filter is new or edited (launched by `catalog_queries_sensor`; a run that only "
+        "removes queries or edits catalogs runs `catalog_queries` alone)."
+    ),
+    tags={"catalog/lane": "queries"},
 )
 
 _DAY_MINUTES = 24 * 60

@@ -25,6 +25,7 @@ OWNERS = ["team:data-platform"]
 
 CATALOG_GROUP = "catalog"
 EVENTS_GROUP = "content_events"
+PARITY_GROUP = "parity"
 
 # Dagster 1.13 has no group descriptions (its GraphQL ``AssetGroup`` carries a name and keys
 # only), so each asset's description ends with its group's purpose.
@@ -36,6 +37,11 @@ GROUP_PURPOSES: Mapping[str, str] = {
     EVENTS_GROUP: (
         "Group `content_events`, the event lane: content changes from Kafka reach every "
         "catalog within seconds, one partition per content key; the bulk lane later verifies."
+    ),
+    PARITY_GROUP: (
+        "Group `parity`, migration evidence: whether the store gives each catalog query what "
+        "course-discovery's search gives enterprise-catalog's per-query sync (job "
+        "`parity_report`; its weekly schedule is off by default)."
     ),
 }
 

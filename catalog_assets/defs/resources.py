@@ -18,6 +18,7 @@ from pydantic import Field
 
 from catalog_assets.core.catalog_contents import AllowLists
 from catalog_assets.core.content import ContentSnapshot
+from catalog_assets.core.enterprise_catalog import EnterpriseCatalogQueries
 from catalog_assets.core.sources import (
     CatalogQueryFile,
     ContentSource,
@@ -25,7 +26,13 @@ from catalog_assets.core.sources import (
     SampleContent,
     read_catalog_queries,
 )
-from catalog_assets.settings import BY_NAME, DEFAULT_STORE_URL, ContentSourceKind, Settings
+from catalog_assets.settings import (
+    BY_NAME,
+    DEFAULT_STORE_URL,
+    CatalogQueriesSourceKind,
+    ContentSourceKind,
+    Settings,
+)
 from catalog_assets.store import CatalogStore, open_store
 
 STORE_POOL = "catalog_store"
@@ -82,6 +89,9 @@ class ContentSourceResource(dg.ConfigurableResource):
     def fetch_courses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         return self.source().fetch_courses(keys)
 
+    def search(self, content_filter: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        return self.source().search(content_filter)
+
 
 class SampleContentSource(ContentSourceResource):
     """Content from a JSON file of search documents; by default the bundled sample dataset."""
@@ -116,6 +126,15 @@ class DiscoveryContentSource(ContentSourceResource):
 
 
 class CatalogQuerySource(dg.ConfigurableResource):
+    """Where catalog queries and enterprise catalogs come from (resource key
+    ``catalog_query_source``): ``load`` reads the whole listing, complete or an error, and the
+    subclass chosen by ``CATALOG_QUERIES_SOURCE`` says from where."""
+
+    def load(self) -> CatalogQueryFile:
+        raise NotImplementedError
+
+
+class FileCatalogQuerySource(CatalogQuerySource):
     """Catalog queries and enterprise catalogs from a JSON file; by default the bundled sample
     (the format: ``core.sources.read_catalog_queries``)."""
 
@@ -123,6 +142,30 @@ class CatalogQuerySource(dg.ConfigurableResource):
 
     def load(self) -> CatalogQueryFile:
         return read_catalog_queries(self.path)
+
+
+class EnterpriseCatalogQuerySource(CatalogQuerySource):
+    """Catalog queries and enterprise catalogs from enterprise-catalog's REST API
+    (``core.enterprise_catalog``), authenticated with LMS OAuth2 client credentials."""
+
+    api_url: str = Field(
+        description="ENTERPRISE_CATALOG_API_URL, e.g. https://enterprise-catalog.example.com/api/v1/"
+    )
+    oauth2_url: str = Field(description="LMS_OAUTH2_URL, e.g. https://lms.example.com/oauth2")
+    client_id: str = Field(description="LMS_OAUTH2_CLIENT_ID")
+    client_secret: str = Field(description="LMS_OAUTH2_CLIENT_SECRET")
+    timeout_seconds: float = 30.0
+    max_retries: int = 5
+
+    def load(self) -> CatalogQueryFile:
+        return EnterpriseCatalogQueries(
+            self.api_url,
+            self.oauth2_url,
+            self.client_id,
+            self.client_secret,
+            self.timeout_seconds,
+            self.max_retries,
+        ).load()
 
 
 def env_or_default(settings: Settings, name: str) -> str | dg.EnvVar:
@@ -141,11 +184,18 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         )
     else:
         content_source = SampleContentSource(path=env_or_default(settings, "SAMPLE_CONTENT_PATH"))
+    if settings.catalog_queries_source is CatalogQueriesSourceKind.ENTERPRISE_CATALOG:
+        query_source: CatalogQuerySource = EnterpriseCatalogQuerySource(
+            api_url=dg.EnvVar("ENTERPRISE_CATALOG_API_URL"),
+            oauth2_url=dg.EnvVar("LMS_OAUTH2_URL"),
+            client_id=dg.EnvVar("LMS_OAUTH2_CLIENT_ID"),
+            client_secret=dg.EnvVar("LMS_OAUTH2_CLIENT_SECRET"),
+        )
+    else:
+        query_source = FileCatalogQuerySource(path=env_or_default(settings, "CATALOG_QUERIES_PATH"))
     return {
         "content_source": content_source,
-        "catalog_query_source": CatalogQuerySource(
-            path=env_or_default(settings, "CATALOG_QUERIES_PATH")
-        ),
+        "catalog_query_source": query_source,
         "catalog_store": CatalogStoreResource(
             url=env_or_default(settings, "CATALOG_STORE_URL"),
             product_source_allow_list=env_or_default(settings, "CONTENT_PRODUCT_SOURCE_ALLOW_LIST"),

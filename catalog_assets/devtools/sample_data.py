@@ -6,7 +6,12 @@ like enterprise-catalog's, with the filter shapes real catalogs use. The same se
 the same data, so the bundled default dataset, tests and benchmarks are reproducible.
 
 The bundled dataset lives in ``catalog_assets/data/`` and is regenerated with
-``python -m catalog_assets.devtools.sample_data``.
+``python -m catalog_assets.devtools.sample_data``. ``generate_scale_queries`` makes the
+production-scale query mix (``SCALE_MIX``: broad, exclusion, narrow) for ``bench/bench_scale.py``.
+
+Longer than most modules, on purpose: it is mostly a table of filter shapes, one short method
+each, and the production-scale shapes extend the same maker and the same document model; split
+apart, each half would import the other's private distributions.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import argparse
 import json
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -334,12 +341,23 @@ def generate_catalog_queries(
         {"first_enrollable_paid_seat_price__lte": "cheap"},
     )
     maker = _FilterMaker(rng, content)
+
+    def make(index: int) -> tuple[str, dict[str, Any]]:
+        if index < invalid:
+            return "Legacy query using a Django lookup", broken[index % 3]
+        return maker.make()
+
+    return _queries_payload(rng, n_queries, make)
+
+
+def _queries_payload(
+    rng: random.Random, n_queries: int, make: Callable[[int], tuple[str, dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """``n_queries`` catalog queries (``make(index)`` gives each one's title and filter) and
+    enterprise catalogs that use them, in the catalog-query file's shape."""
     queries = []
     for index in range(n_queries):
-        if index < invalid:
-            title, content_filter = "Legacy query using a Django lookup", broken[index % 3]
-        else:
-            title, content_filter = maker.make()
+        title, content_filter = make(index)
         queries.append(
             {
                 "uuid": _uuid(rng),
@@ -361,6 +379,122 @@ def generate_catalog_queries(
                 }
             )
     return {"catalog_queries": queries, "enterprise_catalogs": catalogs}
+
+
+class QueryKind(StrEnum):
+    """The breadth classes of the production-scale query mix (``generate_scale_queries``)."""
+
+    BROAD = "broad"  # partner/type filters, each matching 10-20% of the content
+    EXCLUSION = "exclusion"  # broad filters with exclusions, also 10-20%
+    NARROW = "narrow"  # curated key lists: a few to a few dozen records
+    OTHER = "other"  # the other real shapes (price bands, availability, program types, ...)
+
+
+SCALE_MIX = {QueryKind.BROAD: 15, QueryKind.EXCLUSION: 7, QueryKind.OTHER: 8, QueryKind.NARROW: 70}
+"""Percent of the queries of each kind. At 200,000 records x 5,000 queries this gives about
+40 million associations (enterprise-catalog's production order of magnitude: thousands of
+queries, many of them broad, over more than 100,000 records)."""
+BROAD_SHARE = (0.10, 0.20)
+"""The share of all records each broad or exclusion query is built to match (in expectation,
+from the generator's distributions: e.g. edX courses are 16% of the records)."""
+
+
+class _ScaleFilterMaker(_FilterMaker):
+    """The real shapes (``_FilterMaker``) plus the broad ones production is full of ("all
+    courses of these partners"), with and without exclusions, each matching 10-20% of the
+    records generate_content makes."""
+
+    def __init__(self, rng: random.Random, content: list[dict[str, Any]]):
+        super().__init__(rng, content)
+        self.by_kind = {
+            QueryKind.BROAD: [getattr(self, n) for n in dir(self) if n.startswith("broad_")],
+            QueryKind.EXCLUSION: [getattr(self, n) for n in dir(self) if n.startswith("minus_")],
+            QueryKind.NARROW: [
+                self.shape_course_keys,
+                self.shape_bare_keys,
+                self.shape_program_keys,
+                self.shape_pathways_and_courses,
+            ],
+        }
+
+    def make_kind(self, kind: QueryKind) -> tuple[str, dict[str, Any]]:
+        if kind is QueryKind.OTHER:
+            return self.make()
+        shape = self.rng.choice(self.by_kind[kind])
+        return shape.__doc__ or shape.__name__, shape()
+
+    def orgs(self, low: int, high: int) -> list[str]:
+        return sorted(self.rng.sample(ORGS, self.rng.randint(low, high)))
+
+    def broad_partner_courses(self) -> dict[str, Any]:
+        """All edX courses"""  # 16% of the records
+        return {"content_type": "course", "partner": "edx"}
+
+    def broad_partner_org_runs(self) -> dict[str, Any]:
+        """edX course runs of partner organizations"""  # 4-5 of 9 orgs: 14-18%
+        return {"content_type": "courserun", "partner": "edx", "org": self.orgs(4, 5)}
+
+    def broad_partner_level(self) -> dict[str, Any]:
+        """edX courses and runs at one level"""  # 16%
+        return {
+            "content_type": ["course", "courserun"],
+            "partner": "edx",
+            "level_type": self.rng.choice(LEVELS),
+        }
+
+    def broad_published_verified_runs(self) -> dict[str, Any]:
+        """Published edX verified-audit course runs"""  # 14%
+        return {
+            "content_type": "courserun",
+            "partner": "edx",
+            "course_type": "verified-audit",
+            "status": "published",
+        }
+
+    def broad_partner_courses_programs(self) -> dict[str, Any]:
+        """All 2U courses and programs"""  # 18%
+        return {"content_type": ["course", "program"], "partner": "2u"}
+
+    def minus_course_keys(self) -> dict[str, Any]:
+        """edX courses without Executive Education or Boot Camps, minus some keys"""  # 16%
+        return {
+            "content_type": "course",
+            "partner": "edx",
+            "course_type__exclude": ["executive-education-2u", "bootcamp-2u"],
+            "key__exclude": self.some("course", 1, 20, "key"),
+        }
+
+    def minus_orgs(self) -> dict[str, Any]:
+        """Courses except some organizations"""  # 4-5 of 9 orgs left out: 13-17%
+        return {"content_type": "course", "org__exclude": self.orgs(4, 5)}
+
+    def minus_run_courses(self) -> dict[str, Any]:
+        """edX course runs of partner organizations, minus some courses"""  # 18%
+        return {
+            "content_type": "courserun",
+            "partner": "edx",
+            "org": self.orgs(5, 5),
+            "aggregation_key__exclude": self.some("courserun", 1, 10, "aggregation_key"),
+        }
+
+
+def scale_query_kinds(n_queries: int, seed: int) -> list[QueryKind]:
+    """The kind of each of ``n_queries`` queries: ``SCALE_MIX`` exactly, in a seeded order."""
+    kinds = [kind for kind, percent in SCALE_MIX.items() for _ in range(n_queries * percent // 100)]
+    kinds += [QueryKind.NARROW] * (n_queries - len(kinds))
+    random.Random(seed + 2).shuffle(kinds)
+    return kinds
+
+
+def generate_scale_queries(
+    n_queries: int, content: list[dict[str, Any]], seed: int = BUNDLED_SEED
+) -> dict[str, list[dict[str, Any]]]:
+    """Catalog queries with production's breadth (``SCALE_MIX``), and enterprise catalogs that
+    use them; the kind of query ``i`` is ``scale_query_kinds(n_queries, seed)[i]``."""
+    rng = random.Random(seed + 1)
+    maker = _ScaleFilterMaker(rng, content)
+    kinds = scale_query_kinds(n_queries, seed)
+    return _queries_payload(rng, n_queries, lambda index: maker.make_kind(kinds[index]))
 
 
 def bundled_dataset() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:

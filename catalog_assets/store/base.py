@@ -207,6 +207,13 @@ class CatalogStore(ABC):
         """(content_key, metadata) of every row that is not tombstoned, ordered by key."""
 
     @abstractmethod
+    def live_content_fields(self, fields: Iterable[str]) -> list[tuple[str, dict]]:
+        """(content_key, {field: value}) of every live row, ordered by key, with only these
+        top-level fields of its metadata (a field the record lacks is left out, which a filter
+        reads as null, like a missing field). Much less to read and parse than
+        ``live_content`` when only a few filters are evaluated (the query lane)."""
+
+    @abstractmethod
     def get_content(self, key: str) -> StoredContent | None:
         """One content row, tombstoned or not."""
 
@@ -241,6 +248,11 @@ class CatalogStore(ABC):
         """Every (catalog_query_uuid, content_key) pair, in no particular order."""
 
     @abstractmethod
+    def associations_of_queries(self, uuids: Iterable[str]) -> pl.DataFrame:
+        """The (catalog_query_uuid, content_key) pairs of these queries, in no particular
+        order: what a refresh of a few queries at a time compares with."""
+
+    @abstractmethod
     def apply_association_diff(
         self,
         adds: pl.DataFrame,
@@ -259,6 +271,11 @@ class CatalogStore(ABC):
     @abstractmethod
     def association_count(self) -> int:
         """How many (catalog query, content) pairs the store holds."""
+
+    @abstractmethod
+    def dangling_associations(self, limit: int) -> tuple[int, list[tuple[str, str]]]:
+        """How many pairs name content that is tombstoned or unknown, and the first ``limit``
+        of them (query uuid, content key), counted by the database: no pair is loaded."""
 
     @abstractmethod
     def applied_filters(self) -> dict[str, str]:

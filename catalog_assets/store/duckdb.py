@@ -25,6 +25,11 @@ class DuckDBCatalogStore(SqlCatalogStore):
 
     # At least this many removes, and at least a tenth of the table, rebuild the table.
     REBUILD_MIN_REMOVES = 20_000
+    _JSON_FIELD = "CAST(json_extract(json_metadata, ?) AS VARCHAR)"
+
+    def _json_field_path(self, name: str) -> str:
+        """A JSON Pointer (RFC 6901): any key, even one with dots, quotes or slashes."""
+        return "/" + name.replace("~", "~0").replace("/", "~1")
 
     # DuckDB lets one process open a file at a time; another run (an event-lane run next to a
     # refresh) waits its turn for up to this long rather than failing at once.
@@ -112,6 +117,10 @@ class DuckDBCatalogStore(SqlCatalogStore):
 
     def _bytes(self, value: Any) -> bytes | None:
         return None if value is None else bytes(value)
+
+    def _staged_queries_pairs(self) -> pl.DataFrame:
+        frame = pl.DataFrame(self._con.sql(store_sql.SELECT_ASSOCIATIONS_OF_STAGED_QUERIES))
+        return frame.cast(store_sql.PAIRS_FRAME) if frame.height else empty_pairs()
 
     def associations(self) -> pl.DataFrame:
         with self.transaction():

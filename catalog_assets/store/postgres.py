@@ -43,6 +43,9 @@ class PostgresCatalogStore(SqlCatalogStore):
     """PostgreSQL through one psycopg2 connection; autocommit off, one `with conn:` per call."""
 
     _EXTRA_MIGRATIONS = migrations.PG_EXTRA_MIGRATIONS
+    _JSON_FIELD = "(m -> ?)::text"
+    _LIVE_FIELDS = store_sql.PG_SELECT_LIVE_FIELDS
+    _LIVE_FIELDS_PARAMS = ("\\u0000", "\\u0000")  # the escape JSON writes a NUL as
 
     def __init__(self, url: str) -> None:
         import psycopg2
@@ -107,10 +110,16 @@ class PostgresCatalogStore(SqlCatalogStore):
     def _bytes(self, value: Any) -> bytes | None:
         return None if value is None else bytes(value)
 
+    def _staged_queries_pairs(self) -> pl.DataFrame:
+        return self._copy_pairs_out(store_sql.PG_COPY_ASSOCIATIONS_OF_STAGED_QUERIES_OUT)
+
     def associations(self) -> pl.DataFrame:
-        buffer = io.BytesIO()
         with self.transaction():
-            self._cur.copy_expert(store_sql.PG_COPY_ASSOCIATIONS_OUT, buffer)
+            return self._copy_pairs_out(store_sql.PG_COPY_ASSOCIATIONS_OUT)
+
+    def _copy_pairs_out(self, copy: str) -> pl.DataFrame:
+        buffer = io.BytesIO()
+        self._cur.copy_expert(copy, buffer)
         if not buffer.getbuffer().nbytes:
             return empty_pairs()
         buffer.seek(0)

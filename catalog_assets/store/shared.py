@@ -50,6 +50,16 @@ class SqlCatalogStore(CatalogStore):
 
     # Extra statements per schema version for one backend (indexes that only it needs).
     _EXTRA_MIGRATIONS: ClassVar[dict[int, tuple[str, ...]]] = {}
+    _JSON_FIELD: ClassVar[str]
+    """SQL for one top-level field of the record as JSON text (NULL when absent) in
+    ``_LIVE_FIELDS``, its path bound as the parameter ``_json_field_path`` gives."""
+    _LIVE_FIELDS: ClassVar[str] = store_sql.SELECT_LIVE_FIELDS
+    """The live rows: key, whole record text or NULL, ``{columns}`` (``_JSON_FIELD`` once per
+    field; ``{nulls}`` as many NULLs); its parameters: the paths, then ``_LIVE_FIELDS_PARAMS``."""
+    _LIVE_FIELDS_PARAMS: ClassVar[tuple[str, ...]] = ()
+
+    def _json_field_path(self, name: str) -> str:
+        return name
 
     _depth = 0  # how many `transaction()` blocks are open on this store
 
@@ -90,6 +100,10 @@ class SqlCatalogStore(CatalogStore):
     @abstractmethod
     def _bytes(self, value: Any) -> bytes | None:
         """A BLOB/BYTEA value as bytes."""
+
+    @abstractmethod
+    def _staged_queries_pairs(self) -> pl.DataFrame:
+        """The pairs of the queries in `stage_query_uuids`, as `PAIRS_FRAME`."""
 
     def _remove_staged_pairs(self, staged: int) -> int:
         """Delete the pairs in `stage_removes`; returns how many rows went."""
@@ -244,6 +258,41 @@ class SqlCatalogStore(CatalogStore):
         # Sorted here, by code point, so the order does not depend on the database's collation.
         return [(key, json.loads(text)) for key, text in sorted(rows)]
 
+    def live_content_fields(self, fields: Iterable[str]) -> list[tuple[str, dict]]:
+        names = sorted(set(fields))
+        # One bound JSON-path expression per field (the backend's ``_JSON_FIELD``): the
+        # database extracts the fields, and only their JSON text crosses the wire. A row may
+        # come whole instead (its record text in the second column), for Python to read.
+        query = self._LIVE_FIELDS.format(
+            columns="".join(f", {self._JSON_FIELD}" for _ in names),
+            nulls=", NULL" * len(names),
+        )
+        paths = [self._json_field_path(name) for name in names]
+        with self.transaction():
+            rows = self._rows(query, [*paths, *self._LIVE_FIELDS_PARAMS])
+        rows.sort()  # by code point, whatever the database's collation
+        # All values parsed as one JSON array: one parse, not one per value (4 s at 200,000).
+        texts = [text for row in rows if row[1] is None for text in row[2:]]
+        values = iter(json.loads("[" + ",".join(t or "null" for t in texts) + "]"))
+        out = []
+        for key, whole, *columns in rows:
+            if whole is not None:
+                record = json.loads(whole)
+                out.append((key, {name: record[name] for name in names if name in record}))
+            else:
+                row_values = [next(values) for _ in names]
+                out.append(
+                    (
+                        key,
+                        {
+                            n: v
+                            for n, v, t in zip(names, row_values, columns, strict=True)
+                            if t is not None
+                        },
+                    )
+                )
+        return out
+
     def get_content(self, key: str) -> StoredContent | None:
         with self.transaction():
             rows = self._rows(store_sql.SELECT_CONTENT, (key,))
@@ -371,9 +420,24 @@ class SqlCatalogStore(CatalogStore):
                     self._run(store_sql.INSERT_APPLIED_FILTER, (uuid, filter_hash, now))
         return added, removed
 
+    def associations_of_queries(self, uuids: Iterable[str]) -> pl.DataFrame:
+        frame = pl.DataFrame(
+            {"uuid": list(dict.fromkeys(uuids))}, schema=store_sql.QUERY_UUIDS_FRAME
+        )
+        if not frame.height:
+            return empty_pairs()
+        with self.transaction(), self._staged("stage_query_uuids", frame):
+            return self._staged_queries_pairs()
+
     def association_count(self) -> int:
         with self.transaction():
             return int(self._rows(store_sql.COUNT_ASSOCIATIONS)[0][0])
+
+    def dangling_associations(self, limit: int) -> tuple[int, list[tuple[str, str]]]:
+        with self.transaction():
+            count = int(self._rows(store_sql.COUNT_DANGLING_ASSOCIATIONS)[0][0])
+            examples = self._rows(store_sql.SELECT_DANGLING_ASSOCIATIONS, (limit,))
+        return count, [(uuid, key) for uuid, key in examples]
 
     def applied_filters(self) -> dict[str, str]:
         with self.transaction():

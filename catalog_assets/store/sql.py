@@ -17,6 +17,7 @@ STAGE_DDL = {
             json_metadata TEXT, source_modified TIMESTAMP, content_hash TEXT
         )""",
     "stage_keys": "CREATE TEMP TABLE stage_keys (content_key TEXT)",
+    "stage_query_uuids": "CREATE TEMP TABLE stage_query_uuids (uuid TEXT)",
     "stage_adds": "CREATE TEMP TABLE stage_adds (catalog_query_uuid TEXT, content_key TEXT)",
     "stage_removes": "CREATE TEMP TABLE stage_removes (catalog_query_uuid TEXT, content_key TEXT)",
     "stage_queries": """
@@ -34,6 +35,7 @@ STAGE_DDL = {
 STAGE_DROP = {
     "stage_content": "DROP TABLE IF EXISTS stage_content",
     "stage_keys": "DROP TABLE IF EXISTS stage_keys",
+    "stage_query_uuids": "DROP TABLE IF EXISTS stage_query_uuids",
     "stage_adds": "DROP TABLE IF EXISTS stage_adds",
     "stage_removes": "DROP TABLE IF EXISTS stage_removes",
     "stage_queries": "DROP TABLE IF EXISTS stage_queries",
@@ -50,6 +52,7 @@ CONTENT_FRAME = {
     "content_hash": pl.String,
 }
 KEYS_FRAME = {"content_key": pl.String}
+QUERY_UUIDS_FRAME = {"uuid": pl.String}
 PAIRS_FRAME = {"catalog_query_uuid": pl.String, "content_key": pl.String}
 QUERIES_FRAME = {
     "uuid": pl.String,
@@ -75,6 +78,20 @@ SELECT content_key, content_hash, source_modified, deleted_at IS NOT NULL, conte
 FROM content_metadata"""
 SELECT_LIVE_CONTENT = """
 SELECT content_key, json_metadata FROM content_metadata WHERE deleted_at IS NULL"""
+SELECT_LIVE_FIELDS = """
+SELECT content_key, NULL{columns} FROM content_metadata WHERE deleted_at IS NULL"""
+"""Each live row's key, NULL (its whole record is not needed) and ``columns``: the backend's
+constant field expression once per field (the paths are bound)."""
+PG_SELECT_LIVE_FIELDS = """
+SELECT content_key, NULL{columns}
+FROM (SELECT content_key, json_metadata::json AS m FROM content_metadata
+      WHERE deleted_at IS NULL AND strpos(json_metadata, ?) = 0 OFFSET 0) live
+UNION ALL
+SELECT content_key, json_metadata{nulls} FROM content_metadata
+WHERE deleted_at IS NULL AND strpos(json_metadata, ?) > 0"""
+"""Each record validated once (``OFFSET 0`` keeps the subquery from being inlined into every
+field's expression). PostgreSQL's JSON functions refuse a string holding ``\\u0000``: such a
+record (the bound text) comes whole, for Python to read its fields."""
 SELECT_CONTENT = """
 SELECT content_key, content_type, parent_content_key, content_uuid, json_metadata,
        source_modified, content_hash, updated_at, deleted_at
@@ -190,6 +207,9 @@ WHERE enterprise_catalog.title IS DISTINCT FROM excluded.title
 # Associations -----------------------------------------------------------------------------
 
 SELECT_ASSOCIATIONS = "SELECT catalog_query_uuid, content_key FROM catalog_query_content"
+SELECT_ASSOCIATIONS_OF_STAGED_QUERIES = """
+SELECT c.catalog_query_uuid, c.content_key
+FROM catalog_query_content c JOIN stage_query_uuids s ON s.uuid = c.catalog_query_uuid"""
 DELETE_STAGED_REMOVES = """
 DELETE FROM catalog_query_content
 USING stage_removes s
@@ -319,6 +339,15 @@ ON CONFLICT DO NOTHING"""
 SELECT_EVENT_PAYLOAD = "SELECT json_metadata FROM event_payload WHERE ref = ?"
 DELETE_EVENT_PAYLOAD = "DELETE FROM event_payload WHERE ref = ?"
 COUNT_ASSOCIATIONS = "SELECT count(*) FROM catalog_query_content"
+_DANGLING_ASSOCIATIONS = """
+FROM catalog_query_content a
+WHERE NOT EXISTS (
+    SELECT 1 FROM content_metadata c WHERE c.content_key = a.content_key AND c.deleted_at IS NULL
+)"""
+COUNT_DANGLING_ASSOCIATIONS = "SELECT count(*)" + _DANGLING_ASSOCIATIONS
+SELECT_DANGLING_ASSOCIATIONS = (
+    "SELECT a.catalog_query_uuid, a.content_key" + _DANGLING_ASSOCIATIONS + " ORDER BY 1, 2 LIMIT ?"
+)
 SELECT_DEAD_LETTERS = """
 SELECT topic, partition, "offset", key, headers, value, error, received_at, replayed_at, id
 FROM event_dead_letter
@@ -360,6 +389,9 @@ PG_ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock(?)"
 PG_COPY_ASSOCIATIONS_OUT = (
     "COPY (SELECT catalog_query_uuid, content_key FROM catalog_query_content) "
     "TO STDOUT WITH (FORMAT csv)"
+)
+PG_COPY_ASSOCIATIONS_OF_STAGED_QUERIES_OUT = (
+    "COPY (" + SELECT_ASSOCIATIONS_OF_STAGED_QUERIES + ") TO STDOUT WITH (FORMAT csv)"
 )
 
 # The filters associations were computed with (swing guardrail) ----------------------------

@@ -397,3 +397,56 @@ def test_invalid_queries_keep_their_rows_minus_tombstoned_content(store, content
     assert broken["uuid"] not in {c.uuid for c in associations.changes}
     others = [q for q in edited["catalog_queries"] if q["uuid"] != broken["uuid"]]
     assert [p for p in pairs(store) if p[0] != broken["uuid"]] == engine_pairs(others, remaining)
+
+
+def test_only_the_given_queries_are_refreshed(store, content, queries):
+    loaded(store, content, queries)
+    refresh_associations(store, T2)
+    store.replace_relations([])  # untouched by a refresh limited to some queries
+    before = pairs(store)
+    applied_before = store.applied_filters()
+    edited = copy.deepcopy(queries)
+    first, second = edited["catalog_queries"][:2]
+    first["content_filter"] = {"content_type": "program"}
+    second["content_filter"] = {"content_type": "courserun"}
+    edited["catalog_queries"][2]["content_filter"] = {"org__in": ["MITx"]}  # now invalid
+    sync_catalog_queries(listing(edited), store, T3)
+    changed_content = copy.deepcopy(content)  # would move other queries in a full refresh
+    for document in changed_content[::5]:
+        document.update(partner="2u", org="IBM", modified="2031-01-01T00:00:00Z")
+    refresh_content(ContentSnapshot(changed_content), store, T3)
+    invalid = edited["catalog_queries"][2]["uuid"]
+
+    report = refresh_associations(store, T4, only_queries=[first["uuid"], invalid, "unknown"])
+    assert [c.uuid for c in report.changes] == [first["uuid"]]
+    assert report.invalid_kept == {} and report.relations_total == 0
+    expected = engine_pairs(edited["catalog_queries"], changed_content)
+    assert [p for p in pairs(store) if p[0] == first["uuid"]] == [
+        p for p in expected if p[0] == first["uuid"]
+    ]
+    # Every other query keeps its rows, minus the content that a tombstone took (none here).
+    assert [p for p in pairs(store) if p[0] != first["uuid"]] == [
+        p for p in before if p[0] != first["uuid"]
+    ]
+    hashes = {q.uuid: q.filter_hash for q in store.catalog_queries()}
+    assert store.applied_filters() == {**applied_before, first["uuid"]: hashes[first["uuid"]]}
+    assert store.relations() == []
+
+    # None: every query, and the relations rebuilt.
+    full = refresh_associations(store, T4, only_queries=None)
+    assert full.relations_total > 0 and store.relations()
+    valid_now = [q for q in edited["catalog_queries"] if q["uuid"] != invalid]
+    assert [p for p in pairs(store) if p[0] != invalid] == engine_pairs(valid_now, changed_content)
+
+
+def test_a_limited_refresh_keeps_the_hold_rule(store, content):
+    loaded(store, content, HOLD_QUERIES)
+    refresh_associations(store, T2)
+    before = pairs(store)
+    refresh_content(ContentSnapshot(glitched(content)), store, T3)
+    report = refresh_associations(store, T3, only_queries=["q-courses"])
+    assert [c.uuid for c in report.held] == ["q-courses"]
+    assert pairs(store) == before  # q-runs is outside the scope, q-courses held
+    confirmed = refresh_associations(store, T4, only_queries=["q-courses"], confirm_all=True)
+    assert confirmed.held == [] and confirmed.removed > 0
+    assert [p for p in pairs(store) if p[0] == "q-runs"] == [p for p in before if p[0] == "q-runs"]

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from catalog_assets.core.content import content_key_of
+from catalog_assets.defs.checks import associations_reference_live_content
 from catalog_assets.defs.resources import (
     DiscoveryContentSource,
 )
@@ -49,6 +50,22 @@ def test_first_load_writes_content_queries_and_exact_associations(lane, content)
     assert check(result, "no_held_changes").passed
     assert check(result, "associations_reference_live_content").passed
     assert metadata(result, "catalog_queries")["queries"] == 20
+
+
+def test_the_dangling_check_fails_on_a_pair_naming_unknown_content(lane):
+    lane.refresh()
+    with open_store(lane.store_url) as store, store.transaction():  # a writer outside the store
+        store._run(
+            "INSERT INTO catalog_query_content (catalog_query_uuid, content_key, added_at) "
+            "VALUES (?, ?, CURRENT_TIMESTAMP)",
+            ("some-query", "no-such-key"),
+        )
+    evaluation = associations_reference_live_content(
+        catalog_store=lane.resources()["catalog_store"]
+    )
+    assert not evaluation.passed
+    assert evaluation.metadata["dangling_associations"].value == 1
+    assert evaluation.metadata["examples"].value == [["some-query", "no-such-key"]]
 
 
 def test_second_run_with_no_changes_writes_nothing(lane):
@@ -142,6 +159,44 @@ def test_changed_filter_changes_associations_without_being_held(lane):
     assert tables["associations"] == lane.expected_associations()
     query_row = next(q for q in tables["queries"] if q.uuid == target["uuid"])
     assert json.loads(query_row.content_filter) == {"content_type": "program"}
+
+
+def test_only_changed_queries_refreshes_new_and_edited_queries_alone(lane):
+    lane.refresh()
+    before = lane.tables()["associations"]
+    queries = lane.queries
+    edited = queries["catalog_queries"][0]
+    edited["content_filter"] = {"content_type": "program"}
+    queries["catalog_queries"].append(
+        {"uuid": "q-new", "title": "new", "content_filter": {"content_type": "courserun"}}
+    )
+    content = lane.content
+    for document in content[1::4]:  # would move other queries in a full refresh
+        if document["content_type"] == "course":
+            document.update(org="Nowhere", modified="2031-01-01T00:00:00Z")
+    lane.write(content=content, queries=queries)
+    only_changed = {"only_changed_queries": True}
+    result = lane.refresh(
+        run_config={"ops": {"catalog_content_associations": {"config": only_changed}}}
+    )
+    scope = {edited["uuid"], "q-new"}
+    after = lane.tables()["associations"]
+    expected = lane.expected_associations()
+    assert [p for p in after if p[0] in scope] == [p for p in expected if p[0] in scope]
+    assert [p for p in after if p[0] not in scope] == [p for p in before if p[0] not in scope]
+    assert [p for p in expected if p[0] not in scope] != [p for p in before if p[0] not in scope]
+    assert metadata(result, "catalog_content_associations")["relations_total"] == 0
+    with open_store(lane.store_url) as store:
+        hashes = {q.uuid: q.filter_hash for q in store.catalog_queries()}
+        assert store.applied_filters() == hashes  # the others' filters did not change
+    # Nothing changed since: a second limited run evaluates nothing and writes nothing.
+    again = lane.refresh(
+        run_config={"ops": {"catalog_content_associations": {"config": only_changed}}}
+    )
+    assert metadata(again, "catalog_content_associations")["queries_changed"] == 0
+    assert lane.tables()["associations"] == after
+    lane.refresh()
+    assert lane.tables()["associations"] == expected
 
 
 def test_invalid_filter_is_stored_with_its_error_and_skipped(lane):

@@ -27,6 +27,7 @@ from catalog_assets.defs.metadata import (
     read_git_remote,
     with_code_references,
 )
+from catalog_assets.defs.parity import REPORT_SCHEMA
 from catalog_assets.defs.resources import (
     DiscoveryContentSource,
     SampleContentSource,
@@ -49,7 +50,7 @@ def test_definitions_hold_both_lanes_job_schedule_sensor_and_checks(monkeypatch)
     graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     bulk = {"catalog_queries", "content_metadata", "catalog_content_associations"}
-    assert keys == {*bulk, "content_item"}
+    assert keys == {*bulk, "content_item", "discovery_parity"}
     assert {graph.get(dg.AssetKey(k)).group_name for k in bulk} == {"catalog"}
     assert graph.get(dg.AssetKey("content_item")).partitions_def.name == "content_keys"
     sensor = definitions.resolve_sensor_def("content_events_sensor")
@@ -82,8 +83,12 @@ def test_every_asset_follows_the_conventions(monkeypatch):
         assert "duckdb" in spec.kinds and "postgres" not in spec.kinds, key  # the default store
         assert spec.tags["catalog/lane"] == ("events" if key == "content_item" else "bulk"), key
         assert spec.description.endswith(GROUP_PURPOSES[spec.group_name]), key
-        table = spec.metadata["dagster/table_name"]
-        assert spec.metadata["dagster/column_schema"] == TABLES[table], key
+        if key == "discovery_parity":  # writes no table: its schema is its report's
+            assert "dagster/table_name" not in spec.metadata, key
+            assert spec.metadata["dagster/column_schema"] == REPORT_SCHEMA, key
+        else:
+            table = spec.metadata["dagster/table_name"]
+            assert spec.metadata["dagster/column_schema"] == TABLES[table], key
         for label, schema in spec.metadata.items():
             if label.startswith("column_schema/"):
                 assert schema == TABLES[label.removeprefix("column_schema/")], key

@@ -16,8 +16,8 @@ from catalog_assets.defs.bulk_assets import bulk_assets
 from catalog_assets.defs.event_assets import apply_content_events, content_item
 from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
     CatalogStoreResource,
+    FileCatalogQuerySource,
     SampleContentSource,
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
@@ -34,7 +34,7 @@ def world(tmp_path, store_url):
     (tmp_path / "queries.json").write_text(json.dumps(queries))
     resources = {
         "content_source": SampleContentSource(path=str(tmp_path / "content.json")),
-        "catalog_query_source": CatalogQuerySource(path=str(tmp_path / "queries.json")),
+        "catalog_query_source": FileCatalogQuerySource(path=str(tmp_path / "queries.json")),
         "catalog_store": CatalogStoreResource(url=store_url),
     }
     instance = dg.DagsterInstance.ephemeral()

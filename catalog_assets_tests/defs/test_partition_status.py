@@ -23,8 +23,8 @@ from catalog_assets.defs.partition_status import (
 )
 from catalog_assets.defs.partitions import CONTENT_KEYS
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
     CatalogStoreResource,
+    FileCatalogQuerySource,
     SampleContentSource,
 )
 from catalog_assets.devtools.sample_data import generate_catalog_queries, generate_content
@@ -52,7 +52,7 @@ class Refresh:
     def run(self) -> dict:
         resources = {
             "content_source": SampleContentSource(path=str(self.path / "content.json")),
-            "catalog_query_source": CatalogQuerySource(path=str(self.path / "queries.json")),
+            "catalog_query_source": FileCatalogQuerySource(path=str(self.path / "queries.json")),
             "catalog_store": CatalogStoreResource(url=self.store_url),
         }
         result = dg.materialize(bulk_assets, resources=resources, instance=self.instance)

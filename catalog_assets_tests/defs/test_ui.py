@@ -165,6 +165,7 @@ def test_every_asset_has_kinds_owners_tags_and_a_description(asset_nodes):
         "content_metadata",
         "catalog_content_associations",
         "content_item",
+        "discovery_parity",
     }
     for key, node in asset_nodes.items():
         assert "duckdb" in node["kinds"], key  # the configured store, and only that one
@@ -186,6 +187,10 @@ def test_every_asset_has_kinds_owners_tags_and_a_description(asset_nodes):
 def test_every_asset_names_its_table_and_column_schema(asset_nodes):
     for key, node in asset_nodes.items():
         metadata = entries(node)
+        if key == "discovery_parity":  # writes no table; its column schema is its report's
+            assert "dagster/table_name" not in metadata, key
+            assert metadata["dagster/column_schema"]["schema"]["columns"], key
+            continue
         table = metadata["dagster/table_name"]["text"]
         assert table in TABLES, key
         schema = metadata["dagster/column_schema"]["schema"]["columns"]
@@ -231,17 +236,30 @@ def test_schedule_and_sensor_say_whether_they_run_without_a_tick(webserver):
     url, _ = webserver
     answer = post(f"{url}/graphql", INSTIGATORS)["repositoriesOrError"]
     (repository,) = answer["nodes"]
-    (schedule,) = repository["schedules"]
+    schedules = {schedule["name"]: schedule for schedule in repository["schedules"]}
+    assert set(schedules) == {"full_refresh_schedule", "parity_report_schedule"}
+    assert schedules["parity_report_schedule"]["defaultStatus"] == "STOPPED"
+    assert "Off by default" in schedules["parity_report_schedule"]["description"]
+    schedule = schedules["full_refresh_schedule"]
     assert schedule["defaultStatus"] == "RUNNING"
     assert "On by default" in schedule["description"]
     assert "`0 6 * * *`" in schedule["description"]
     sensors = {sensor["name"]: sensor for sensor in repository["sensors"]}
-    assert set(sensors) == {"content_events_sensor", "failed_event_runs_sensor"}
+    assert set(sensors) == {
+        "content_events_sensor",
+        "failed_event_runs_sensor",
+        "catalog_queries_sensor",
+    }
     sensor = sensors["content_events_sensor"]
     assert sensor["defaultStatus"] == "STOPPED"
     assert "KAFKA_BOOTSTRAP_SERVERS is not set" in sensor["description"]
     # Keeping the events of failed event runs costs nothing when there are none: always on.
     assert sensors["failed_event_runs_sensor"]["defaultStatus"] == "RUNNING"
+    # The query listing is always configured: edits reach the store without waiting a day.
+    queries_sensor = sensors["catalog_queries_sensor"]
+    assert queries_sensor["defaultStatus"] == "RUNNING"
+    assert "On by default" in queries_sensor["description"]
+    assert "CATALOG_QUERIES_POLL_SECONDS" in queries_sensor["description"]
 
 
 def test_loading_the_code_location_logs_no_warnings(webserver):

@@ -87,6 +87,27 @@ def test_associations_only_ever_name_live_content(store):
     assert sorted(store.associations().iter_rows()) == [("q", "live")]
 
 
+def test_dangling_associations_are_counted_by_the_database(store):
+    """Pairs that name tombstoned or unknown content, which only a writer outside the store
+    (older code, a hand-written statement) can leave: the check that reports them counts in
+    SQL."""
+    store.apply_content_changes(
+        [content_record({"key": k, "content_type": "course"}) for k in ("live", "dead")], [], NOW
+    )
+    apply_diff(store, pairs(("q1", "live"), ("q2", "live")), pairs(), NOW)
+    assert store.dangling_associations(5) == (0, [])
+    store.apply_content_changes([], ["dead"], LATER)
+    with store.transaction():  # what a writer outside the store could do
+        for uuid, key in (("q2", "unknown"), ("q1", "dead"), ("q1", "zzz")):
+            store._run(
+                "INSERT INTO catalog_query_content (catalog_query_uuid, content_key, added_at) "
+                "VALUES (?, ?, CAST(? AS TIMESTAMP))",
+                (uuid, key, LATER),
+            )
+    assert store.dangling_associations(2) == (3, [("q1", "dead"), ("q1", "zzz")])
+    assert store.dangling_associations(10)[1] == [("q1", "dead"), ("q1", "zzz"), ("q2", "unknown")]
+
+
 def sorted_pairs(frame: pl.DataFrame) -> list[tuple[str, str]]:
     return sorted(frame.select("catalog_query_uuid", "content_key").iter_rows())
 

@@ -16,6 +16,15 @@ Like course-discovery, ``search/all/`` leaves learner pathways out unless asked
 ``now`` to a time; None, the default, expires nothing). ``courses/?keys=`` serves the full
 records it holds, whether ``search/all/`` lists the course or not (an unlisted course).
 
+``POST search/all/`` answers two kinds of body. ``{"key": [...]}`` and ``{"uuid": [...]}``
+(lists only: the lookups the client makes) find documents by identifier. Any other JSON object
+is a catalog query's content filter, as enterprise-catalog's per-query sync sends it: the
+documents the reference ``catalog_assets.core.filters.matches`` accepts (an invalid filter is a
+400), honouring the same two flags as the crawl, sorted by ``ordering`` (e.g.
+``aggregation_key,start``) and paged by ``page``/``page_size``. ``search_override`` makes the
+index disagree with the filter for one query (an extra or a missing key), the way a search
+index can differ from the filter's semantics.
+
 Paging slices a list and lookups go through dict indexes, so tens of thousands of documents and
 hundreds of requests stay fast.
 """
@@ -33,6 +42,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from catalog_assets.core.filters import InvalidFilter, matches, validate
 
 API_PREFIX = "/api/v1/"
 TOKEN_PATH = "/oauth2/access_token"
@@ -114,6 +125,9 @@ class FakeDiscovery:
         self._lock = threading.Lock()
         self._now = _aware(now)
         self._visible: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        # (filter JSON, flags, ordering) -> the matching documents, sorted
+        self._filtered: dict[tuple[str, bool, bool, str], list[dict[str, Any]]] = {}
+        self._overrides: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._documents: list[dict[str, Any]] = []
         self._by_key: dict[str, dict[str, Any]] = {}
         self._by_uuid: dict[str, dict[str, Any]] = {}
@@ -233,13 +247,25 @@ class FakeDiscovery:
         with self._lock:
             self._now = _aware(value)
             self._visible = {}
+            self._filtered = {}
 
     def _set_documents_locked(self, documents: list[dict[str, Any]]) -> None:
         # Copy-on-write: handlers grab references under the lock and then read without it.
         self._documents = documents
         self._visible = {}
+        self._filtered = {}
         self._by_key = {doc["key"]: doc for doc in documents if isinstance(doc.get("key"), str)}
         self._by_uuid = {doc["uuid"]: doc for doc in documents if isinstance(doc.get("uuid"), str)}
+
+    def search_override(
+        self, content_filter: Mapping[str, Any], add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
+        """Make ``POST search/all/`` with this content filter also return the (visible)
+        documents of the ``add`` keys and leave out those of the ``remove`` keys, whatever the
+        filter says: an index that disagrees with the filter's semantics for one query."""
+        with self._lock:
+            self._overrides[_filter_text(content_filter)] = (frozenset(add), frozenset(remove))
+            self._filtered = {}
 
     # -- fault injection ------------------------------------------------------------------------
 
@@ -505,20 +531,62 @@ class FakeDiscovery:
             criteria = json.loads(body or b"{}")
         except ValueError:
             return _error(400, "body is not JSON")
-        if not isinstance(criteria, dict) or not criteria.keys() & {"key", "uuid"}:
-            return _error(400, 'expected {"key": [...]} or {"uuid": [...]}')
+        if not isinstance(criteria, dict):
+            return _error(400, "expected a JSON object: a content filter or a lookup")
+        if _is_lookup(criteria):
+            return self._search_lookup(query, criteria)
+        try:
+            validate(criteria)
+        except (InvalidFilter, RecursionError) as error:
+            return _error(400, f"invalid content filter: {error}")
+        return self._paged(query, self._filter_results(query, criteria))
+
+    def _filter_results(
+        self, query: dict[str, list[str]], content_filter: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The visible documents the reference engine matches (plus the overrides), ordered
+        as ``ordering`` asks; cached until the content changes."""
+        text = _filter_text(content_filter)
+        ordering = query.get("ordering", [""])[-1]
+        flags = (
+            _flag(query, "exclude_expired_course_run"),
+            _flag(query, "include_learner_pathways"),
+        )
+        cache_key = (text, *flags, ordering)
+        with self._lock:
+            cache = self._filtered  # replaced (not cleared) when the content changes
+            cached = cache.get(cache_key)
+            add, remove = self._overrides.get(text, (frozenset(), frozenset()))
+        if cached is not None:
+            return cached
+        results = []
+        for document in self._visible_documents(query):
+            key = _key_or_none(document)
+            if key in remove:
+                continue
+            if key in add or matches(content_filter, document):
+                results.append(document)
+        results = _ordered(results, ordering)
+        with self._lock:
+            cache[cache_key] = results
+        return results
+
+    def _search_lookup(self, query: dict[str, list[str]], criteria: dict[str, Any]) -> Reply:
+        """Documents by key and uuid (the client's lookups), in the order asked."""
         visible = {id(doc) for doc in self._visible_documents(query)}
         with self._lock:
             by_key, by_uuid = self._by_key, self._by_uuid
-        matches: dict[int, dict[str, Any]] = {}  # by identity: a document matches once
+        found: dict[int, dict[str, Any]] = {}  # by identity: a document matches once
         for field, index in (("key", by_key), ("uuid", by_uuid)):
             values = criteria.get(field, [])
             if not isinstance(values, list):
                 return _error(400, f"{field} must be a list")
             for value in values:
                 if isinstance(value, str) and id(index.get(value)) in visible:
-                    matches[id(index[value])] = index[value]
-        results = list(matches.values())
+                    found[id(index[value])] = index[value]
+        return self._paged(query, list(found.values()))
+
+    def _paged(self, query: dict[str, list[str]], results: list[dict[str, Any]]) -> Reply:
         page = _int_param(query, "page", 1)
         size = self._page_size(query)
         if not page or not size:
@@ -594,6 +662,34 @@ def _flag(query: Mapping[str, list[str]], name: str) -> bool:
     """A boolean query parameter as Django REST framework reads one (``True``, ``true``, 1)."""
     values = query.get(name)
     return bool(values) and values[-1].strip().lower() in TRUE_PARAMS
+
+
+def _is_lookup(criteria: Mapping[str, Any]) -> bool:
+    """Whether a ``POST search/all/`` body is a lookup by identifiers (``{"key": [...]}``,
+    ``{"uuid": [...]}``) rather than a content filter: for one field both read the same."""
+    return (
+        bool(criteria)
+        and criteria.keys() <= {"key", "uuid"}
+        and all(isinstance(value, list) for value in criteria.values())
+    )
+
+
+def _filter_text(content_filter: Mapping[str, Any]) -> str:
+    """A filter as text, key order kept (it matters: a later key for a field wins)."""
+    return json.dumps(content_filter)
+
+
+def _ordered(documents: list[dict[str, Any]], ordering: str) -> list[dict[str, Any]]:
+    """``documents`` sorted as a DRF ``ordering`` asks (``field,-field``); missing values
+    first, values of mixed types by their text."""
+    for field in reversed([name for name in ordering.split(",") if name.strip("-")]):
+        name = field.lstrip("-")
+        documents = sorted(
+            documents,
+            key=lambda document: (document.get(name) is not None, str(document.get(name))),
+            reverse=field.startswith("-"),
+        )
+    return documents
 
 
 def _aware(moment: datetime | None) -> datetime | None:

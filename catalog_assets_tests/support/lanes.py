@@ -14,8 +14,8 @@ from catalog_assets.core.content import content_key_of
 from catalog_assets.defs.bulk_assets import bulk_assets
 from catalog_assets.defs.checks import associations_reference_live_content
 from catalog_assets.defs.resources import (
-    CatalogQuerySource,
     CatalogStoreResource,
+    FileCatalogQuerySource,
     SampleContentSource,
 )
 from catalog_assets.store import open_store
@@ -45,7 +45,7 @@ class Lane:
     def resources(self, content_source: Any = None) -> dict[str, Any]:
         return {
             "content_source": content_source or SampleContentSource(path=str(self.content_path)),
-            "catalog_query_source": CatalogQuerySource(path=str(self.queries_path)),
+            "catalog_query_source": FileCatalogQuerySource(path=str(self.queries_path)),
             "catalog_store": CatalogStoreResource(url=self.store_url),
         }
 

@@ -4,7 +4,8 @@ This package reproduces the semantics of enterprise-catalog's ``apps.catalog.fil
 ``rules`` for the rules and the reference ``matches``, ``bulk`` for the evaluation of every
 filter against every record at once). Public API (stable; other code and tools import it):
 
-- ``matches(content_filter, record) -> bool``: one filter against one record, the reference.
+- ``matches(content_filter, record) -> bool``: one filter against one record, the reference;
+  ``holds(parse(content_filter), record)`` is the same for a filter parsed once.
 - ``validate(content_filter) -> list[str]``: raises ``InvalidFilter`` or returns warnings.
 - ``match_table(filters, records, key) -> polars.DataFrame``: every (query id, content key)
   pair that matches, evaluated in bulk; always the same answer as ``matches``.
@@ -22,6 +23,7 @@ from catalog_assets.core.filters.rules import (
     Condition,
     InvalidFilter,
     ParsedFilter,
+    holds,
     matches,
     parse,
     validate,
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidFilter",
     "ParsedFilter",
     "evaluate",
+    "holds",
     "match_table",
     "matches",
     "parse",

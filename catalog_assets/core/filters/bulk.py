@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,7 @@ class _FieldCodes:
         return None if canonical is _NEVER_EQUAL else self.table[canonical]
 
     def column(self, values: list[Any]) -> pl.Series:
-        if all(type(value) is str or value is None for value in values):
+        if set(map(type, values)) <= _STRING_OR_NULL:
             # Only strings and nulls, the common case: let polars look them up.
             strings = pl.Series(values, dtype=pl.String)
             named = [(k, c) for k, c in self.table.items() if isinstance(k, str)]
@@ -94,10 +94,27 @@ class _FieldCodes:
                 pl.when(strings.is_null()).then(null_code).otherwise(coded)
             ).to_series()
         get = self.table.get
-        codes = [
-            get(value if type(value) is str else _canonical(value), _OTHER) for value in values
-        ]
+        if not any(isinstance(k, tuple) for k in self.table):
+            # No filter names an array or object: none equals a record's list or dict, and a
+            # scalar is its own canonical form (NaN is in no table), so no value needs work.
+            codes = [
+                _OTHER
+                if type(value) in _CONTAINERS
+                else get(value, _OTHER)
+                if type(value) in _SCALARS
+                else get(_canonical(value), _OTHER)
+                for value in values
+            ]
+        else:
+            codes = [
+                get(value if type(value) is str else _canonical(value), _OTHER) for value in values
+            ]
         return pl.Series(codes, dtype=pl.UInt32)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STRING_OR_NULL = frozenset({str, type(None)})
+_CONTAINERS = frozenset({list, dict})
 
 
 @dataclass(frozen=True)
@@ -113,15 +130,12 @@ class BulkMatch:
     data_warnings: dict[str, list[str]]
 
 
-_PAIRS_SCHEMA = {"query_id": pl.String, "content_key": pl.String}
-
-
 def _record_keys(records: Sequence[Mapping], key: str) -> list[str]:
-    keys = []
-    for index, record in enumerate(records):
-        if key not in record or record[key] is None:
-            raise ValueError(f"record {index} has no {key!r} to identify it")
-        keys.append(str(record[key]))
+    keys = [record.get(key) for record in records]
+    if None in keys:
+        raise ValueError(f"record {keys.index(None)} has no {key!r} to identify it")
+    if not all(type(k) is str for k in keys):
+        keys = [str(k) for k in keys]
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         duplicates = sorted({k for k in keys if k in seen or seen.add(k)})
@@ -227,81 +241,131 @@ def _parse_all(filters: Mapping[str, Mapping]) -> dict[str, ParsedFilter]:
     return parsed
 
 
+class Evaluation:
+    """Every filter compiled against every record once; the matching pairs extracted a chunk
+    of queries at a time (``chunks``), so that memory holds one chunk's pairs, never all.
+
+    ``values(field)`` gives the records' values of one top-level field, in the order of
+    ``keys`` (a missing field reads as None): only the fields the filters name are read, so a
+    caller can hand over those columns (from SQL, say) instead of whole records.
+    """
+
+    def __init__(
+        self,
+        filters: Mapping[str, Mapping],
+        keys: Sequence[str],
+        values: Callable[[str], Sequence[Any]],
+    ):
+        parsed = _parse_all(filters)
+        self.query_ids = list(parsed)
+        self.keys = pl.Series("content_key", keys, dtype=pl.String)
+        self.data_warnings: dict[str, list[str]] = {}
+        self._query_id_series = pl.Series("query_id", self.query_ids, dtype=pl.String)
+        equality_values: dict[str, list[Any]] = {}
+        numeric_fields: set[str] = set()
+        for condition in (c for p in parsed.values() for c in p.conditions):
+            if condition.operator in NUMERIC_OPERATORS:
+                numeric_fields.add(condition.field)
+            else:
+                value = condition.value
+                items = value if isinstance(value, list) else [value]
+                equality_values.setdefault(condition.field, []).extend(items)
+
+        codes: dict[str, _FieldCodes] = {}
+        columns: list[pl.Series] = []
+        code_columns: dict[str, str] = {}
+        number_columns: dict[str, str] = {}
+        for field_name in sorted(equality_values.keys() | numeric_fields) if keys else ():
+            field_values = values(field_name)
+            if field_name in equality_values:
+                codes[field_name] = _FieldCodes(equality_values[field_name])
+                name = code_columns[field_name] = f"c{len(columns)}"
+                columns.append(codes[field_name].column(field_values).alias(name))
+            if field_name in numeric_fields:
+                name = number_columns[field_name] = f"n{len(columns)}"
+                numbers, non_numeric = _number_column(field_values)
+                columns.append(pl.Series(name, numbers, dtype=pl.Float64))
+                if non_numeric:
+                    self.data_warnings[field_name] = [keys[row] for row in non_numeric]
+        compiler = _Compiler(codes, code_columns, number_columns)
+        self._compiled = [compiler.compile(parsed[q]) for q in self.query_ids] if keys else []
+        predicates = [expr for _, expr in compiler.predicates.values()]
+        self._predicates = pl.DataFrame(columns).select(predicates) if predicates else None
+
+    def rows(self, start: int = 0, stop: int | None = None) -> pl.DataFrame:
+        """The matches of queries ``start`` to ``stop`` (positions in ``query_ids``) as two
+        UInt32 columns: ``query`` (the position) and ``row`` (the record's position)."""
+        everything = pl.int_range(0, self.keys.len(), dtype=pl.UInt32)
+        # Queries with the same predicates (many differ only in title) share one row list.
+        distinct: dict[Hashable, str] = {}
+        lists, names, positions = [], [], []
+        for position in range(start, min(stop or len(self._compiled), len(self._compiled))):
+            outcome = self._compiled[position]
+            if outcome is _NEVER:
+                continue
+            signature = outcome if outcome is _ALWAYS else tuple(sorted(outcome))
+            if signature not in distinct:
+                name = distinct[signature] = f"l{len(distinct)}"
+                if outcome is _ALWAYS:
+                    rows = everything
+                else:
+                    rows = pl.all_horizontal([pl.col(name) for name in outcome]).arg_true()
+                lists.append(rows.implode().alias(name))
+            names.append(distinct[signature])
+            positions.append(position)
+        if not lists:
+            return pl.DataFrame(schema={"query": pl.UInt32, "row": pl.UInt32})
+        source = self._predicates if self._predicates is not None else pl.DataFrame()
+        return (
+            source.select(lists)
+            .select([pl.col(name).alias(str(i)) for i, name in enumerate(names)])
+            .unpivot(value_name="row")
+            .select(pl.Series("query", positions, dtype=pl.UInt32), "row")
+            .explode("row")
+            .drop_nulls("row")
+        )
+
+    def pairs(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` as (query id, content key) pairs of strings. The strings are not copied:
+        each value is a view of the one stored string, so a pair costs a few bytes."""
+        return rows.select(
+            pl.lit(self._query_id_series).gather(pl.col("query")).alias("query_id"),
+            pl.lit(self.keys).gather(pl.col("row")).alias("content_key"),
+        )
+
+    def chunks(self, queries_per_chunk: int) -> Iterator[pl.DataFrame]:
+        """The pairs, ``queries_per_chunk`` queries at a time, in the order of the queries."""
+        if queries_per_chunk < 1:
+            raise ValueError(f"queries_per_chunk must be at least 1, not {queries_per_chunk}")
+        for start in range(0, len(self.query_ids), queries_per_chunk):
+            yield self.pairs(self.rows(start, start + queries_per_chunk))
+
+
+def prepare(
+    filters: Mapping[str, Mapping], records: Sequence[Mapping], key: str = "content_key"
+) -> Evaluation:
+    """An ``Evaluation`` over whole records, each identified by ``record[key]``."""
+    keys = _record_keys(records, key)
+    return Evaluation(filters, keys, lambda field: [record.get(field) for record in records])
+
+
 def evaluate(
     filters: Mapping[str, Mapping], records: Sequence[Mapping], key: str = "content_key"
 ) -> BulkMatch:
     """Evaluate every filter against every record in bulk (see ``match_table``)."""
-    parsed = _parse_all(filters)
-    keys = _record_keys(records, key)
-    empty = BulkMatch(pl.DataFrame(schema=_PAIRS_SCHEMA), {})
-    if not parsed or not records:
-        return empty
+    evaluation = prepare(filters, records, key)
+    return BulkMatch(evaluation.pairs(evaluation.rows()), evaluation.data_warnings)
 
-    equality_values: dict[str, list[Any]] = {}
-    numeric_fields: set[str] = set()
-    for condition in (c for p in parsed.values() for c in p.conditions):
-        if condition.operator in NUMERIC_OPERATORS:
-            numeric_fields.add(condition.field)
-        else:
-            value = condition.value
-            items = value if isinstance(value, list) else [value]
-            equality_values.setdefault(condition.field, []).extend(items)
 
-    codes: dict[str, _FieldCodes] = {}
-    columns: list[pl.Series] = []
-    code_columns: dict[str, str] = {}
-    number_columns: dict[str, str] = {}
-    data_warnings: dict[str, list[str]] = {}
-    for field_name in sorted(equality_values.keys() | numeric_fields):
-        values = [record.get(field_name) for record in records]
-        if field_name in equality_values:
-            codes[field_name] = _FieldCodes(equality_values[field_name])
-            name = code_columns[field_name] = f"c{len(columns)}"
-            columns.append(codes[field_name].column(values).alias(name))
-        if field_name in numeric_fields:
-            name = number_columns[field_name] = f"n{len(columns)}"
-            numbers, non_numeric = _number_column(values)
-            columns.append(pl.Series(name, numbers, dtype=pl.Float64))
-            if non_numeric:
-                data_warnings[field_name] = [keys[row] for row in non_numeric]
-
-    compiler = _Compiler(codes, code_columns, number_columns)
-    compiled = {query_id: compiler.compile(p) for query_id, p in parsed.items()}
-    frame = pl.DataFrame(columns)
-    predicate_frame = frame.select([expr for _, expr in compiler.predicates.values()])
-
-    all_rows = pl.int_range(0, len(records), dtype=pl.UInt32)
-    matched_rows = []
-    query_ids = []
-    for query_id, outcome in compiled.items():
-        if outcome is _NEVER:
-            continue
-        if outcome is _ALWAYS:
-            rows = all_rows
-        else:
-            rows = pl.all_horizontal([pl.col(name) for name in outcome]).arg_true()
-        matched_rows.append(rows.implode().alias(f"q{len(query_ids)}"))
-        query_ids.append(query_id)
-    if not matched_rows:
-        return BulkMatch(empty.pairs, data_warnings)
-
-    aliases = {f"q{index}": query_id for index, query_id in enumerate(query_ids)}
-    source = predicate_frame if predicate_frame.width else pl.DataFrame()
-    rows_per_query = (
-        source.select(matched_rows)
-        .unpivot(variable_name="query_id", value_name="row")
-        .with_columns(pl.col("query_id").replace_strict(aliases, return_dtype=pl.String))
-    )
-    # Exploding and gathering eagerly is several times faster here than one lazy query.
-    pairs = (
-        rows_per_query.explode("row")
-        .drop_nulls("row")
-        .select(
-            "query_id",
-            pl.lit(pl.Series(keys, dtype=pl.String)).gather(pl.col("row")).alias("content_key"),
-        )
-    )
-    return BulkMatch(pairs, data_warnings)
+def evaluate_chunks(
+    filters: Mapping[str, Mapping],
+    records: Sequence[Mapping],
+    key: str = "content_key",
+    queries_per_chunk: int = 500,
+) -> Iterator[pl.DataFrame]:
+    """``match_table``'s pairs, ``queries_per_chunk`` queries at a time: the same pairs in the
+    same order, with memory bounded by one chunk's pairs."""
+    return prepare(filters, records, key).chunks(queries_per_chunk)
 
 
 def match_table(
@@ -312,7 +376,7 @@ def match_table(
     ``filters`` maps query ids to content filters; each record is identified by ``record[key]``.
     Returns columns ``query_id`` and ``content_key`` (strings), grouped by query in the order
     of ``filters`` and by record in the order of ``records``. Raises ``InvalidFilter`` naming
-    the query id when any filter is invalid, and ``ValueError`` when a record has no key or
-    two records share one. Gives exactly the answer ``matches`` gives for every pair.
+    the query id when any filter is invalid, and ``ValueError`` when a record has no key or two
+    records share one. Gives exactly the answer ``matches`` gives for every pair.
     """
     return evaluate(filters, records, key).pairs

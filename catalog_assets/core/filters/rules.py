@@ -7,7 +7,8 @@ around), with two deliberate departures where the reference crashes (see ``to_fl
 
 Public API (stable; other code and external tools import it):
 
-- ``matches(content_filter, record) -> bool``: one filter against one record, the reference.
+- ``matches(content_filter, record) -> bool``: one filter against one record, the reference;
+  ``holds(parse(content_filter), record)`` is the same for a filter parsed once.
 - ``validate(content_filter) -> list[str]``: raises ``InvalidFilter`` or returns warnings.
 - ``match_table(filters, records, key) -> polars.DataFrame``: every (query id, content key)
   pair that matches, evaluated in bulk; always the same answer as ``matches``.
@@ -294,7 +295,11 @@ def _condition_holds(condition: Condition, content_value: Any) -> bool:
     return _compare(op, value, content_value)
 
 
+def holds(parsed: ParsedFilter, record: Mapping) -> bool:
+    """``matches`` for a filter parsed once: what a caller judging many records uses."""
+    return all(_condition_holds(c, record.get(c.field)) for c in parsed.conditions)
+
+
 def matches(content_filter: Mapping, record: Mapping) -> bool:
     """Whether ``record`` belongs to the catalog query ``content_filter`` (the reference)."""
-    parsed = parse(content_filter)
-    return all(_condition_holds(c, record.get(c.field)) for c in parsed.conditions)
+    return holds(parse(content_filter), record)

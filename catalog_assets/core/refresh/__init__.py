@@ -13,9 +13,11 @@ from catalog_assets.core.refresh.associations import (
     AssociationReport,
     HoldRule,
     QueryChange,
+    UsableQuery,
     refresh_associations,
     top_changes,
     usable_filters,
+    usable_queries,
 )
 from catalog_assets.core.refresh.common import PAIR_COLUMNS, RECORD_KEY, GuardrailTripped, Timer
 from catalog_assets.core.refresh.content import ContentReport, forced_courses, refresh_content
@@ -36,6 +38,7 @@ __all__ = [
     "QueryChange",
     "QueryReport",
     "Timer",
+    "UsableQuery",
     "catalog_query_row",
     "enterprise_catalog_row",
     "forced_courses",
@@ -44,4 +47,5 @@ __all__ = [
     "sync_catalog_queries",
     "top_changes",
     "usable_filters",
+    "usable_queries",
 ]
