@@ -219,7 +219,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--edits", type=int, default=3)
     parser.add_argument(
-        "--interval", type=int, default=None, help="CATALOG_QUERIES_POLL_SECONDS (default: the setting's default)"
+        "--interval",
+        type=int,
+        default=None,
+        help="CATALOG_QUERIES_POLL_SECONDS (default: the setting's)",
     )
     args = parser.parse_args()
     interval = args.interval or 60
