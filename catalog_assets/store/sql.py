@@ -339,14 +339,11 @@ ON CONFLICT DO NOTHING"""
 SELECT_EVENT_PAYLOAD = "SELECT json_metadata FROM event_payload WHERE ref = ?"
 DELETE_EVENT_PAYLOAD = "DELETE FROM event_payload WHERE ref = ?"
 COUNT_ASSOCIATIONS = "SELECT count(*) FROM catalog_query_content"
-_DANGLING_ASSOCIATIONS = """
-FROM catalog_query_content a
-WHERE NOT EXISTS (
-    SELECT 1 FROM content_metadata c WHERE c.content_key = a.content_key AND c.deleted_at IS NULL
-)"""
-COUNT_DANGLING_ASSOCIATIONS = "SELECT count(*)" + _DANGLING_ASSOCIATIONS
+_DANGLING = """ FROM catalog_query_content a WHERE NOT EXISTS (SELECT 1 FROM content_metadata c
+WHERE c.content_key = a.content_key AND c.deleted_at IS NULL)"""
+COUNT_DANGLING_ASSOCIATIONS = "SELECT count(*)" + _DANGLING
 SELECT_DANGLING_ASSOCIATIONS = (
-    "SELECT a.catalog_query_uuid, a.content_key" + _DANGLING_ASSOCIATIONS + " ORDER BY 1, 2 LIMIT ?"
+    f"SELECT a.catalog_query_uuid, a.content_key{_DANGLING} ORDER BY 1, 2 LIMIT ?"
 )
 SELECT_DEAD_LETTERS = """
 SELECT topic, partition, "offset", key, headers, value, error, received_at, replayed_at, id
