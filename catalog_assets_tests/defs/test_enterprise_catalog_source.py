@@ -126,6 +126,40 @@ def test_an_edited_filter_changes_the_catalog_after_the_next_refresh(
     assert metadata(result, "catalog_queries")["changed"] == 1
 
 
+def test_the_query_sensor_applies_an_edit_made_in_enterprise_catalog(
+    full_refresh: dg.JobDefinition, lane: Lane, fake: FakeEnterpriseCatalog
+) -> None:
+    """The query lane on this source: a tick reads the listing from the server, asks for one
+    scoped run, and that run (with the code location's resources) applies the edit alone."""
+    assert run(full_refresh, lane).success
+    definitions = defs()  # the environment of the `full_refresh` fixture: enterprise-catalog
+    sensor = definitions.resolve_sensor_def("catalog_queries_sensor")
+    org = next(d["org"] for d in lane.content if d["content_type"] == "course" and d.get("org"))
+    uuid = edit_filter(lane, fake, 0, {"content_type": "course", "org": org})
+    with dg.build_sensor_context(
+        instance=lane.instance, resources=definitions.resources
+    ) as context:
+        result = sensor(context)
+    (request,) = result.run_requests
+    assert request.job_name == "catalog_query_changes"
+    job = definitions.resolve_job_def("catalog_query_changes")
+    outcome = job.execute_in_process(
+        instance=lane.instance,
+        run_config=request.run_config,
+        asset_selection=request.asset_selection,
+    )
+    assert outcome.success
+    assert lane.tables()["associations"] == lane.expected_associations()
+    assert pairs_of(lane, uuid)
+    assert metadata(outcome, "catalog_content_associations")["queries_changed"] == 1
+    # The store is now in step: the next tick asks for nothing.
+    with dg.build_sensor_context(
+        instance=lane.instance, resources=definitions.resources, cursor=result.cursor
+    ) as context:
+        again = sensor(context)
+    assert not (getattr(again, "run_requests", None) or [])
+
+
 def test_a_removed_query_loses_its_associations_and_a_query_without_catalogs_stays(
     full_refresh: dg.JobDefinition, lane: Lane, fake: FakeEnterpriseCatalog
 ) -> None:
