@@ -50,6 +50,7 @@ from catalog_assets.core.refresh import RECORD_KEY, refresh_associations, refres
 from catalog_assets.core.refresh.queries import catalog_query_row, sync_catalog_queries
 from catalog_assets.core.sources import CatalogQueryFile, SampleContent
 from catalog_assets.devtools.sample_data import generate_content, generate_scale_queries
+from catalog_assets.settings import BY_NAME
 from catalog_assets.store import open_store
 from catalog_assets_tests.support.postgres_cluster import free_port, running_cluster
 from catalog_assets_tests.support.topology import DEPLOY, Topology, wait_for
@@ -225,7 +226,7 @@ def main() -> None:
         help="CATALOG_QUERIES_POLL_SECONDS (default: the setting's)",
     )
     args = parser.parse_args()
-    interval = args.interval or 60
+    interval = args.interval or int(BY_NAME["CATALOG_QUERIES_POLL_SECONDS"].default)
     print(f"python {platform.python_version()}, {versions()}; {os.cpu_count()} CPUs")
     print(f"load average before: {os.getloadavg()}; sensor interval {interval} s", flush=True)
 
